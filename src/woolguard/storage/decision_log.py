@@ -1,0 +1,413 @@
+"""The decision log: every decision with its event, reasons and features, appended in batches.
+
+:class:`DecisionLog` buffers ``append(event, decision)`` calls and writes them ``batch_size`` at a time,
+one multi-row insert per transaction. A second decision for the same ``(tenant, event_id)`` is ignored
+(``INSERT ... ON CONFLICT DO NOTHING``), so replaying a stream is idempotent.
+
+Nothing is dropped silently. When a write fails because the database is unreachable, the rows wait in
+memory (up to ``max_pending``), then in ``woolguard-spill-*.jsonl`` files in ``spill_dir``, and the next
+flush writes them first. A row the database refuses outright (a NUL character on PostgreSQL, say) is
+written to ``woolguard-rejected-*.jsonl`` with the error and logged, and does not hold back the others.
+
+The readers (:func:`get_decision`, :func:`list_decisions`, :func:`iter_decisions`) return plain dicts
+whose keys are the ``decisions`` columns.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import orjson
+from sqlalchemy import Insert, and_, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from woolguard.events import Decision, Event
+from woolguard.storage.database import Database, json_dumps
+from woolguard.storage.schema import DEFAULT_TENANT, decisions
+
+log = logging.getLogger("woolguard.storage")
+
+SPILL_GLOB = "woolguard-spill-*.jsonl"
+REJECTED_PREFIX = "woolguard-rejected-"
+_BACKOFF_MAX_S = 30.0
+
+
+def decision_row(event: Event, decision: Decision, tenant: str = DEFAULT_TENANT) -> dict[str, Any]:
+    """The ``decisions`` row for one decided event (JSON columns still as structs / dicts)."""
+    device = event.device
+    truth = event.truth
+    if event.phone is not None or truth is not None:
+        # The stored event never holds a clear number; the ground truth has its own column.
+        event = msgspec.structs.replace(event, phone=None, truth=None)
+    return {
+        "id": decision.decision_id,
+        "tenant_id": tenant,
+        "event_id": event.event_id,
+        "ts": event.ts,
+        "kind": str(event.kind),
+        "campaign_id": event.campaign_id,
+        "account_id": event.account.id,
+        "device_id": device.id if device is not None else None,
+        "ip": event.ip,
+        "level": decision.level,
+        "outcome": str(decision.outcome),
+        "challenge": str(decision.challenge) if decision.challenge is not None else None,
+        "score": decision.score,
+        "policy": decision.policy,
+        "degraded": decision.degraded,
+        "reasons": decision.reasons,
+        "features": decision.features,
+        "event": event,
+        "truth": truth,
+    }
+
+
+def _insert_ignoring_duplicates(dialect: str) -> Insert:
+    if dialect == "postgresql":
+        return postgresql.insert(decisions).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(decisions).on_conflict_do_nothing()
+    raise ValueError(f"unsupported database dialect {dialect!r} (woolguard supports sqlite and postgresql)")
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """True when the database (not the row) is the problem: unreachable, locked, read-only, full."""
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    return isinstance(exc, OSError | TimeoutError)
+
+
+class DecisionLog:
+    """Batched, idempotent, loss-free writer of the decision log (and a reader of it).
+
+    ``with DecisionLog(db) as dlog: dlog.append(event, decision)``. Thread-safe: the API server appends
+    from many threads and flushes from :meth:`start_background`'s thread.
+    """
+
+    def __init__(self, db: Database, tenant: str = DEFAULT_TENANT, batch_size: int = 500, *,
+                 max_pending: int = 100_000, spill_dir: str | os.PathLike[str] | None = None):
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.db = db
+        self.tenant = tenant
+        self.batch_size = batch_size
+        self.max_pending = max_pending
+        self.spill_dir = Path(spill_dir if spill_dir is not None
+                              else os.environ.get("WOOLGUARD_SPILL_DIR", "."))
+        #: Rows committed by this log (duplicates ignored by the database included).
+        self.written = 0
+        #: The last write error, or None after a successful flush.
+        self.last_error: BaseException | None = None
+        self._buffer: list[dict[str, Any]] = []
+        self._retry: list[dict[str, Any]] = []  # rows whose write failed, oldest first
+        self._lock = threading.Lock()  # guards _buffer
+        self._flush_lock = threading.RLock()  # one writer at a time; guards _retry
+        self._statements: dict[str, Insert] = {}
+        self._retry_at = 0.0
+        self._backoff = 0.5
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+
+    # -- writing -------------------------------------------------------------------------------------
+
+    def append(self, event: Event, decision: Decision, tenant: str | None = None) -> None:
+        """Queue one decision; writes a batch when ``batch_size`` are waiting."""
+        row = decision_row(event, decision, tenant or self.tenant)
+        with self._lock:
+            self._buffer.append(row)
+            full = len(self._buffer) >= self.batch_size
+        if full:
+            if self._thread is not None:
+                self._wake.set()
+            elif time.monotonic() >= self._retry_at:
+                self.flush()
+
+    def flush(self) -> int:
+        """Write everything waiting: spilled files first, then failed rows, then the buffer.
+
+        Returns the number of rows written. A database error does not raise: the rows stay pending
+        (see :meth:`pending` and :attr:`last_error`) and the next flush tries again.
+        """
+        with self._flush_lock:
+            with self._lock:
+                rows, self._buffer = self._buffer, []
+            self._retry.extend(rows)
+            try:
+                written = self._write_spilled()
+                while self._retry:
+                    chunk = self._retry[: self.batch_size]
+                    self._write(chunk)
+                    del self._retry[: len(chunk)]
+                    written += len(chunk)
+            except Exception as exc:
+                if not _is_transient(exc):
+                    raise
+                self._failed(exc)
+                return 0
+            self.last_error = None
+            self._backoff = 0.5
+            self._retry_at = 0.0
+            return written
+
+    def pending(self) -> int:
+        """Rows not yet in the database: buffered, waiting for a retry, or in spill files."""
+        with self._lock:
+            n = len(self._buffer)
+        with self._flush_lock:
+            n += len(self._retry)
+            for path in self._spill_files():
+                try:
+                    with path.open("rb") as f:
+                        n += sum(1 for line in f if line.strip())
+                except FileNotFoundError:
+                    pass
+        return n
+
+    def start_background(self, interval_s: float = 1.0) -> None:
+        """Flush from a daemon thread every ``interval_s`` (sooner when a batch fills)."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                self._wake.wait(interval_s)
+                self._wake.clear()
+                if self._stop.is_set():
+                    break
+                if time.monotonic() < self._retry_at:
+                    continue
+                try:
+                    self.flush()
+                except Exception:  # a bug, not an outage: keep the thread alive, say what happened
+                    log.exception("decision log: background flush failed")
+
+        self._thread = threading.Thread(target=loop, name="woolguard-decision-log", daemon=True)
+        self._thread.start()
+
+    def stop_background(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._stop.set()
+            self._wake.set()
+            thread.join()
+
+    def close(self) -> None:
+        """Stop the background thread, flush, and spill to disk whatever could still not be written."""
+        self.stop_background()
+        self.flush()
+        with self._flush_lock:
+            with self._lock:
+                self._retry.extend(self._buffer)
+                self._buffer = []
+            if self._retry:
+                self._spill(self._retry)
+                self._retry = []
+
+    def __enter__(self) -> DecisionLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _statement(self) -> Insert:
+        dialect = self.db.dialect
+        stmt = self._statements.get(dialect)
+        if stmt is None:
+            stmt = self._statements[dialect] = _insert_ignoring_duplicates(dialect)
+        return stmt
+
+    def _write(self, rows: Sequence[dict[str, Any]]) -> None:
+        """One transaction; rows the database refuses are set aside when the batch as a whole fails."""
+        try:
+            with self.db.engine.begin() as conn:
+                conn.execute(self._statement(), rows)
+        except Exception as exc:
+            if _is_transient(exc):
+                raise
+            self._write_one_by_one(rows)
+        self.written += len(rows)
+
+    def _write_one_by_one(self, rows: Sequence[dict[str, Any]]) -> None:
+        rejected: list[dict[str, Any]] = []
+        for row in rows:
+            try:
+                with self.db.engine.begin() as conn:
+                    conn.execute(self._statement(), [row])
+            except Exception as exc:
+                if _is_transient(exc):
+                    raise
+                rejected.append({"error": f"{type(exc).__name__}: {exc}".splitlines()[0], "row": row})
+        if rejected:
+            path = self._write_jsonl(REJECTED_PREFIX, rejected)
+            log.error("decision log: the database refused %d row(s); they are in %s (first error: %s)",
+                      len(rejected), path, rejected[0]["error"])
+
+    def _failed(self, exc: BaseException) -> None:
+        self.last_error = exc
+        self._retry_at = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, _BACKOFF_MAX_S)
+        overflow = len(self._retry) - self.max_pending
+        if overflow > 0:
+            self._spill(self._retry[:overflow])
+            del self._retry[:overflow]
+        log.warning("decision log: write failed, %d row(s) kept for retry: %s",
+                    self.pending(), str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+    def _spill_files(self) -> list[Path]:
+        return sorted(self.spill_dir.glob(SPILL_GLOB)) if self.spill_dir.is_dir() else []
+
+    def _write_jsonl(self, prefix: str, rows: Sequence[Any]) -> Path:
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        name = f"{prefix}{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
+        path = self.spill_dir / name
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json_dumps(row))
+                f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # complete files only: a reader never sees half a spill
+        return path
+
+    def _spill(self, rows: Sequence[dict[str, Any]]) -> None:
+        path = self._write_jsonl("woolguard-spill-", rows)
+        log.warning("decision log: %d row(s) spilled to %s until the database is back", len(rows), path)
+
+    def _write_spilled(self) -> int:
+        """Write spill files (this process's or a crashed one's) and delete each once it is in."""
+        written = 0
+        for path in self._spill_files():
+            try:
+                with path.open("rb") as f:
+                    rows = [orjson.loads(line) for line in f if line.strip()]
+            except FileNotFoundError:  # another process took it
+                continue
+            for start in range(0, len(rows), self.batch_size):
+                self._write(rows[start: start + self.batch_size])  # duplicates are ignored: re-runs are safe
+            path.unlink(missing_ok=True)
+            written += len(rows)
+        return written
+
+    # -- reading (for the log's own tenant unless one is named) -------------------------------------
+
+    def get_decision(self, tenant: str | None, decision_id_or_event_id: str) -> dict[str, Any] | None:
+        return get_decision(self.db, tenant or self.tenant, decision_id_or_event_id)
+
+    def list_decisions(self, tenant: str | None = None, **filters: Any) -> DecisionPage:
+        return list_decisions(self.db, tenant or self.tenant, **filters)
+
+    def iter_decisions(self, tenant: str | None = None, since: int | None = None,
+                       until: int | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        return iter_decisions(self.db, tenant or self.tenant, since, until, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Readers
+
+
+@dataclass(frozen=True)
+class DecisionPage:
+    """One page of :func:`list_decisions`, newest first; pass ``next_cursor`` back for the next."""
+
+    items: list[dict[str, Any]] = field(default_factory=list)
+    next_cursor: str | None = None
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    return dict(row._mapping)
+
+
+def get_decision(db: Database, tenant: str, decision_id_or_event_id: str) -> dict[str, Any] | None:
+    """The decision with this decision id or, failing that, for this event id."""
+    key = decision_id_or_event_id
+    with db.connect() as conn:
+        for col in (decisions.c.id, decisions.c.event_id):
+            row = conn.execute(select(decisions).where(decisions.c.tenant_id == tenant, col == key)).first()
+            if row is not None:
+                return _row_dict(row)
+    return None
+
+
+def _encode_cursor(ts: int, decision_id: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([ts, decision_id])).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        ts, decision_id = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return int(ts), str(decision_id)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"invalid cursor {cursor!r}") from exc
+
+
+def _filters(tenant: str, since: int | None, until: int | None, outcome: str | Sequence[str] | None,
+             account: str | None, campaign: str | None, kind: str | Sequence[str] | None) -> list[Any]:
+    c = decisions.c
+    where: list[Any] = [c.tenant_id == tenant]
+    if since is not None:
+        where.append(c.ts >= since)
+    if until is not None:
+        where.append(c.ts < until)
+    for col, value in ((c.outcome, outcome), (c.kind, kind)):
+        if isinstance(value, str):
+            where.append(col == value)
+        elif value is not None:
+            where.append(col.in_([str(v) for v in value]))
+    if account is not None:
+        where.append(c.account_id == account)
+    if campaign is not None:
+        where.append(c.campaign_id == campaign)
+    return where
+
+
+def list_decisions(db: Database, tenant: str = DEFAULT_TENANT, *, since: int | None = None,
+                   until: int | None = None, outcome: str | Sequence[str] | None = None,
+                   account: str | None = None, campaign: str | None = None,
+                   kind: str | Sequence[str] | None = None, limit: int = 100,
+                   cursor: str | None = None) -> DecisionPage:
+    """Decisions matching the filters, newest first (``since`` inclusive, ``until`` exclusive, epoch ms)."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    c = decisions.c
+    where = _filters(tenant, since, until, outcome, account, campaign, kind)
+    if cursor:
+        ts, decision_id = _decode_cursor(cursor)
+        where.append(or_(c.ts < ts, and_(c.ts == ts, c.id < decision_id)))
+    query = select(decisions).where(*where).order_by(c.ts.desc(), c.id.desc()).limit(limit + 1)
+    with db.connect() as conn:
+        rows = [_row_dict(r) for r in conn.execute(query)]
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = _encode_cursor(rows[-1]["ts"], rows[-1]["id"])
+    return DecisionPage(rows, next_cursor)
+
+
+def iter_decisions(db: Database, tenant: str = DEFAULT_TENANT, since: int | None = None,
+                   until: int | None = None, *, outcome: str | Sequence[str] | None = None,
+                   kind: str | Sequence[str] | None = None, campaign: str | None = None,
+                   yield_per: int = 2000) -> Iterator[dict[str, Any]]:
+    """Stream decisions oldest first without loading them all (for gangs, training, backtests)."""
+    c = decisions.c
+    where = _filters(tenant, since, until, outcome, None, campaign, kind)
+    query = select(decisions).where(*where).order_by(c.ts, c.id)
+    with db.connect() as conn:
+        result = conn.execution_options(yield_per=yield_per).execute(query)
+        for row in result:
+            yield _row_dict(row)
