@@ -1,12 +1,307 @@
-"""The ``woolguard`` command line: demo, simulate, replay, explain, serve, and the batch jobs."""
+"""The ``woolguard`` command line: demo, simulate, replay, explain, policies and reasons."""
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="woolguard: decide each campaign event's risk, find gangs, keep budgets exact.")
+policy_app = typer.Typer(no_args_is_help=True, help="Check and show policies.")
+app.add_typer(policy_app, name="policy")
+console = Console()
+err = Console(stderr=True)
 
 
-@app.callback()
-def main() -> None:
-    """woolguard: decide each campaign event's risk, find gangs, keep budgets exact."""
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _engine(policy: Path | None, ip_lists: list[str] | None, campaigns: dict[str, Any] | None = None) -> Any:
+    from woolguard.engine import CampaignInfo, Engine
+    from woolguard.reputation.network import IpBook
+    from woolguard.rules.policy import PolicyError
+
+    ips = None
+    if ip_lists:
+        paths = {}
+        for item in ip_lists:
+            name, sep, path = item.partition("=")
+            if not sep or name not in ("datacenter", "proxy", "bad"):
+                _fail(f"--ip-list takes NAME=PATH with NAME datacenter, proxy or bad; got {item!r}")
+            paths[name] = path
+        try:
+            ips = IpBook.from_files(paths)
+        except (OSError, ValueError) as exc:
+            _fail(str(exc))
+    engine = Engine(ips=ips)
+    if policy is not None:
+        try:
+            engine.set_policy(engine.load_policy_text(policy.read_text("utf-8"), str(policy)))
+        except PolicyError as exc:
+            _fail(f"policy refused: {exc}")
+        except OSError as exc:
+            _fail(f"cannot read {policy}: {exc.strerror}")
+    for cid, info in (campaigns or {}).items():
+        engine.campaigns[cid] = CampaignInfo(cid, int(info["start_ms"]), info.get("end_ms"))
+    return engine
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err, transient=False, disable=not err.is_terminal)
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    t = Table(title=f"woolguard — {report['events']:,} events decided")
+    for col in ("who", "accounts", "claims", "caught / not paid", "rejected", "challenged", "paid ¥", "saved ¥"):
+        t.add_column(col, justify="right" if col != "who" else "left")
+    for name, a in report["archetypes"].items():
+        t.add_row(name, f"{a['accounts']:,}", f"{a['claims']:,}", f"{a['caught_pct']:.1f}%",
+                  f"{a['rejected_pct']:.1f}%", f"{a['challenged_pct']:.1f}%", f"{a['prize_paid']:,.2f}",
+                  f"{a['prize_saved']:,.2f}")
+    g = report["genuine"]
+    t.add_row("[green]genuine[/]", f"{g['accounts']:,}", f"{g['claims']:,}", f"{g['not_paid_pct']:.1f}%",
+              f"{g['rejected_pct']:.2f}%", f"{g['challenged_pct']:.2f}%", f"{g['prize_paid']:,.2f}", "-")
+    console.print(t)
+    p = report["perf"]
+    console.print(f"engine: {p['decisions_per_s']:,.0f} decisions/s, p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms")
+    if report.get("decision_log"):
+        console.print(f"decision log: {report['decision_log']}  (try: woolguard explain EVENT_ID)")
+
+
+def _run(events: Iterator[Any], total: int | None, engine: Any, log_url: str | None, label: str) -> dict[str, Any]:
+    from woolguard.report import Report, decide_stream
+    from woolguard.sim import challenge_passed
+
+    report = Report(challenge_passed)
+    log = None
+    if log_url:
+        from woolguard.storage import DecisionLog, open_database
+
+        log = DecisionLog(open_database(log_url), batch_size=2000)
+    with _progress() as progress:
+        task = progress.add_task(label, total=total)
+        decide_stream(events, engine, report, sink=log.append if log else None,
+                      progress=lambda n: progress.advance(task, n))
+    if log is not None:
+        log.close()
+    out = report.to_dict()
+    if log_url:
+        out["decision_log"] = log_url
+    return out
+
+
+def _write_outputs(report: dict[str, Any], json_path: Path | None, html_path: Path | None, title: str) -> None:
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False), "utf-8")
+        console.print(f"wrote {json_path}")
+    if html_path:
+        from woolguard.html_report import render_html
+
+        html_path.parent.mkdir(parents=True, exist_ok=True)
+        html_path.write_text(render_html(report, title), "utf-8")
+        console.print(f"wrote {html_path}")
+
+
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the report as JSON here.")]
+HtmlOpt = Annotated[Path | None, typer.Option("--html", help="Write an HTML page with charts here.")]
+PolicyOpt = Annotated[Path | None, typer.Option("--policy", help="Policy file (default: the shipped policy).")]
+IpListOpt = Annotated[list[str] | None, typer.Option("--ip-list", help="Extra CIDR list, NAME=PATH (repeatable).")]
+DbOpt = Annotated[str | None, typer.Option("--db", help="Decision-log database URL "
+                                           "(default: $WOOLGUARD_DATABASE_URL or sqlite:///woolguard.db).")]
+
+
+@app.command()
+def demo(
+    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 7,
+    scale: Annotated[float, typer.Option(help="Population scale (1 = about 200k events).")] = 1.0,
+    json_path: JsonOpt = None,
+    html_path: HtmlOpt = None,
+    policy: PolicyOpt = None,
+    db: DbOpt = None,
+    no_log: Annotated[bool, typer.Option("--no-log", help="Do not write the decision log.")] = False,
+) -> None:
+    """Simulate a campaign with labelled gangs, decide every event, and report what was caught."""
+    from woolguard.sim import SimConfig, campaign_info, simulate
+    from woolguard.storage import default_url
+
+    cfg = SimConfig(seed=seed, scale=scale)
+    info = campaign_info(cfg)
+    engine = _engine(policy, None, {info["campaign_id"]: info})
+    url = None if no_log else (db or default_url())
+    report = _run(simulate(cfg), info.get("events_estimate"), engine, url, "deciding")
+    report["campaign"] = info
+    report["seed"] = seed
+    _print_report(report)
+    _write_outputs(report, json_path, html_path, f"woolguard demo (seed {seed})")
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option("--out", help="Write the traffic here as JSON lines.")],
+    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 7,
+    scale: Annotated[float, typer.Option(help="Population scale (1 = about 200k events).")] = 1.0,
+) -> None:
+    """Write simulated, labelled campaign traffic as JSON lines (one event a line)."""
+    from woolguard.sim import SimConfig, campaign_info, write_jsonl
+    from woolguard.sim import simulate as sim
+
+    cfg = SimConfig(seed=seed, scale=scale)
+    info = campaign_info(cfg)
+    with _progress() as progress:
+        task = progress.add_task("simulating", total=info.get("events_estimate"))
+
+        def stream() -> Iterator[Any]:
+            for i, ev in enumerate(sim(cfg), start=1):
+                if i % 5000 == 0:
+                    progress.advance(task, 5000)
+                yield ev
+
+        n = write_jsonl(stream(), out, info)
+    console.print(f"wrote {n:,} events to {out}")
+
+
+@app.command()
+def replay(
+    path: Annotated[Path, typer.Argument(help="A JSON-lines event file (woolguard simulate --out, or yours).")],
+    json_path: JsonOpt = None,
+    html_path: HtmlOpt = None,
+    policy: PolicyOpt = None,
+    ip_list: IpListOpt = None,
+    campaign: Annotated[list[str] | None, typer.Option(
+        "--campaign", help="Campaign start, ID=START (epoch ms or ISO time); overrides the file's header.")] = None,
+    db: DbOpt = None,
+    log: Annotated[bool, typer.Option("--log/--no-log", help="Also write the decision log.")] = False,
+) -> None:
+    """Decide a recorded stream in time order and report by its ``truth`` labels."""
+    from datetime import datetime
+
+    from woolguard.events import EventError
+    from woolguard.sim import read_jsonl
+
+    if not path.exists():
+        _fail(f"no such file: {path}")
+    try:
+        header, events = read_jsonl(path)
+    except EventError as exc:
+        _fail(str(exc))
+    campaigns: dict[str, Any] = {}
+    if header:
+        hc = header if "campaign_id" in header else header.get("campaign", header)
+        if isinstance(hc, dict) and "campaign_id" in hc and "start_ms" in hc:
+            campaigns[hc["campaign_id"]] = hc
+    for item in campaign or []:
+        cid, sep, start = item.partition("=")
+        if not sep:
+            _fail(f"--campaign takes ID=START, got {item!r}")
+        try:
+            start_ms = int(start) if start.isdigit() else int(datetime.fromisoformat(start).timestamp() * 1000)
+        except ValueError:
+            _fail(f"--campaign {item!r}: START must be epoch milliseconds or an ISO time with a zone")
+        campaigns[cid] = {"campaign_id": cid, "start_ms": start_ms}
+    engine = _engine(policy, ip_list, campaigns)
+    url = (db or __import__("woolguard.storage", fromlist=["default_url"]).default_url()) if log else None
+
+    def ordered() -> Iterator[Any]:
+        last = None
+        for ev in events:
+            if last is not None and ev.ts < last - 60_000:
+                _fail(f"events must be in time order: event {ev.event_id} is {(last - ev.ts) / 1000:.0f} s "
+                      "earlier than the one before it")
+            last = ev.ts if last is None else max(last, ev.ts)
+            yield ev
+
+    try:
+        report = _run(ordered(), None, engine, url, f"replaying {path.name}")
+    except EventError as exc:
+        _fail(str(exc))
+    report["source"] = str(path)
+    _print_report(report)
+    _write_outputs(report, json_path, html_path, f"woolguard replay of {path.name}")
+
+
+@app.command()
+def explain(
+    event_id: Annotated[str, typer.Argument(help="Event id or decision id.")],
+    db: DbOpt = None,
+    tenant: Annotated[str, typer.Option(help="Tenant.")] = "default",
+    lang: Annotated[str, typer.Option(help="Language of the reason texts: en or zh.")] = "en",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Show why an event got its decision: every reason, the values that fired it, all features."""
+    from woolguard.storage.explain import explain_command
+
+    if lang not in ("en", "zh"):
+        _fail("--lang must be en or zh")
+    raise typer.Exit(explain_command(event_id, url=db, tenant=tenant, lang=lang, as_json=as_json))
+
+
+@app.command()
+def reasons(markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table.")] = False) -> None:
+    """List the reason-code taxonomy."""
+    from woolguard.reasons import CODES, markdown_table
+
+    if markdown:
+        print(markdown_table())
+        return
+    t = Table(title="reason codes")
+    for col in ("code", "category", "en", "zh"):
+        t.add_column(col)
+    for c in CODES.values():
+        t.add_row(c.code, c.category.value, c.en, c.zh)
+    console.print(t)
+
+
+@policy_app.command("check")
+def policy_check(path: Annotated[Path, typer.Argument(help="Policy file (YAML or JSON).")]) -> None:
+    """Validate a policy: syntax, feature names, reason codes, outcomes. Exit 1 if it is refused."""
+    from woolguard.engine import Engine
+    from woolguard.rules.policy import PolicyError
+
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror}")
+    try:
+        pol = Engine().load_policy_text(text, str(path))
+    except PolicyError as exc:
+        err.print(f"[bold red]refused:[/] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"ok: {pol.ref}, {len(pol.rules)} rules "
+                  f"({sum(r.shadow for r in pol.rules)} in shadow mode)")
+
+
+@policy_app.command("features")
+def policy_features() -> None:
+    """List the features a rule may use, with their descriptions."""
+    from woolguard.engine import STATIC_FEATURES
+    from woolguard.features.catalog import DEFAULT_WINDOWS
+
+    t = Table(title="features")
+    t.add_column("name")
+    t.add_column("kind")
+    t.add_column("description")
+    for w in DEFAULT_WINDOWS:
+        t.add_row(w.name, f"{w.op.value} {'+'.join(w.key)} {w.window_s}s", w.description)
+    for name, neutral in STATIC_FEATURES.items():
+        t.add_row(name, type(neutral).__name__, "")
+    console.print(t)
+
+
+def main() -> None:  # pragma: no cover - entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

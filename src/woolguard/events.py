@@ -176,6 +176,8 @@ class Reason(msgspec.Struct, omit_defaults=True):
     values: dict[str, Any] = {}
     text_en: str = ""
     text_zh: str = ""
+    #: A shadow rule: evaluated and logged, never acted on.
+    shadow: bool = False
 
 
 class Decision(msgspec.Struct, omit_defaults=True):

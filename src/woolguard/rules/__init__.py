@@ -1,0 +1,1 @@
+"""Operator rules: CEL policies, block / allow / review lists, and backtesting."""
