@@ -164,6 +164,9 @@ class _FirstSeen(_Slot):
     def observe(self, key: str, member: str | None, ts: int, update: bool) -> int:
         data = self.data
         entry: list[int] | None = data.get(key)  # type: ignore[assignment]
+        if entry is not None and entry[1] <= ts - self.horizon:  # forgotten, even if not swept yet
+            del data[key]
+            entry = None
         if entry is None:
             if update:
                 data[key] = [ts, ts]
@@ -190,8 +193,11 @@ class _Gaps(_Slot):
             if not update:
                 return -1
             dq = data[key] = deque(maxlen=GAP_HISTORY)
-        elif update:
-            data.move_to_end(key)
+        else:
+            if dq and dq[-1] <= ts - self.horizon:  # expired history, even if not swept yet
+                dq.clear()
+            if update:
+                data.move_to_end(key)
         if update:
             dq.append(ts)
         return gap_cv(dq)

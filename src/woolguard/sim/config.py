@@ -38,19 +38,19 @@ class SimConfig:
     #: The campaign's per-account limit of claims per day (gangs sometimes try beyond it).
     claims_per_day: int = 3
     #: Genuine people who visit at least once.
-    genuine_users: int = 25_000
+    genuine_users: int = 27_000
     #: Share of genuine visitors who register a new account for the campaign.
     new_user_share: float = 0.25
     #: Chance that a genuine visitor comes back one day later, and two days later.
     return_next_day: float = 0.36
     return_two_days: float = 0.22
-    scripts_accounts: int = 1_400
+    scripts_accounts: int = 1_100
     scripts_rings: int = 10
-    phone_farm_accounts: int = 1_500
+    phone_farm_accounts: int = 1_200
     phone_farm_rings: int = 8
-    device_farm_accounts: int = 1_100
+    device_farm_accounts: int = 900
     device_farm_rings: int = 8
-    paid_crowd_accounts: int = 1_000
+    paid_crowd_accounts: int = 800
     paid_crowd_rings: int = 12
 
     @property

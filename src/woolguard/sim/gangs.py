@@ -85,7 +85,7 @@ class Ring:
         w = [0.55 * 0.5**d for d in range(days)]
         w[0] += 0.45
         self.first_day = bytes(_pick_index(w, r.random()) for _ in range(n_accounts))
-        self.keep_on = 0.45 + 0.35 * r.random()
+        self.keep_on = 0.25 + 0.3 * r.random()
         self.leaked = [r.randrange(N_BATCHES // 2, N_BATCHES)] if r.random() < 0.5 else []
         if self.leaked and r.random() < 0.5:
             self.leaked.append(self.leaked[0] - 1)
@@ -105,6 +105,11 @@ class Ring:
             return Account(id=self.acct_id(k), tier=0, created_at=t), True
         tier = 1 if t - c < 10 * DAY_MS else 2
         return Account(id=self.acct_id(k), tier=tier, created_at=c), False
+
+    def target(self, k: int, u: float) -> str | None:
+        """The ring account that account ``k`` accepts the invitation of or assists (never itself)."""
+        others = [t for i, t in enumerate(self.targets) if i != k]
+        return others[int(u * len(others))] if others else None
 
     def active(self, k: int, day: int) -> bool:
         f = self.first_day[k]
@@ -311,8 +316,9 @@ class Scripts(Ring):
 
             yield ev(REGISTER if new else LOGIN, t)
             t += gap()
-            if new and self.invite_farm:
-                yield ev(ACCEPT, t, inviter=self.targets[rng.randrange(len(self.targets))], value=1.0)
+            target = self.target(k, rand())
+            if new and self.invite_farm and target:
+                yield ev(ACCEPT, t, inviter=target, value=1.0)
                 t += gap()
             for i in range(self.n_claims(rand())):
                 yield ev(CLAIM, t, value=self.prize(new, i == 0, rand()))
@@ -321,8 +327,8 @@ class Scripts(Ring):
                 for _ in range(rng.randrange(4)):
                     yield ev(SCAN, t, value=PRIZE_PICKER.pick(rand()), code_id=self.code(rand()))
                     t += gap()
-            if self.assist_farm:
-                yield ev(ASSIST, t, inviter=self.targets[rng.randrange(len(self.targets))], value=0.1)
+            if self.assist_farm and target:
+                yield ev(ASSIST, t, inviter=target, value=0.1)
                 t += gap()
             t += int(self.pause_ms * (1 + jit * (2 * rand() - 1)))
 
@@ -420,11 +426,11 @@ class PhoneFarm(Ring):
             script += [ASSIST] * self.assist_farm
             for step, kind in enumerate(script):
                 batch = []
-                for p, _k, acc, new, dev, ua, phone in crew:
+                for p, k, acc, new, dev, ua, phone in crew:
                     if kind is REGISTER and not new:
                         kind_p = LOGIN
-                    elif kind is ACCEPT and not new:
-                        continue
+                    elif kind is ACCEPT and (not new or k == 0) or kind is ASSIST and k < len(self.targets):
+                        continue  # only new accounts accept; the ring's own targets do not assist
                     else:
                         kind_p = kind
                     if left[p] <= 0:  # re-dial: a fresh residential address from the farm's city
@@ -432,7 +438,7 @@ class PhoneFarm(Ring):
                         dialup[p] = ip_str(base | rng.randrange(1, 0xFFFE))
                         left[p] = self.ttl
                     left[p] -= 1
-                    ts = t + self.delays[p] + int(rand() * 120)
+                    ts = t + self.delays[p] + (int(rand() * 120) if step else 0)
                     kw = {}
                     if kind_p is CLAIM:
                         kw["value"] = self.prize(new, step == 1 + self.invite_farm, rand())
@@ -443,7 +449,7 @@ class PhoneFarm(Ring):
                         kw["inviter"] = self.targets[0]
                         kw["value"] = 1.0
                     elif kind_p is ASSIST:
-                        kw["inviter"] = self.targets[rng.randrange(len(self.targets))]
+                        kw["inviter"] = self.targets[int(rand() * len(self.targets))]
                         kw["value"] = 0.1
                     batch.append(Event(event_id="", kind=kind_p, ts=ts, account=acc, campaign_id=cid,
                                        phone=phone, device=dev, ip=dialup[p], user_agent=ua, geo=self.geo,
@@ -547,11 +553,12 @@ class DeviceFarm(Ring):
             dev, flagged, ua, geo = self.identity()
             ip = self.proxy_ip(self.providers[rng.randrange(2)], rand())
             left = 3 + rng.randrange(6)
-            kinds = [REGISTER if new else LOGIN] + [ACCEPT] * (new and self.invite_farm)
+            has_target = self.target(k, 0.0) is not None
+            kinds = [REGISTER if new else LOGIN] + [ACCEPT] * (new and self.invite_farm and has_target)
             kinds += [CLAIM] * self.n_claims(rand())
             if self.leaked:
                 kinds += [SCAN] * rng.randrange(3)
-            if self.assist_farm:
+            if self.assist_farm and has_target:
                 kinds.append(ASSIST)
             first_claim = True
             for kind in kinds:
@@ -569,7 +576,7 @@ class DeviceFarm(Ring):
                     kw["value"] = PRIZE_PICKER.pick(rand())
                     kw["code_id"] = self.code(rand())
                 elif kind is ACCEPT or kind is ASSIST:
-                    kw["inviter"] = self.targets[rng.randrange(len(self.targets))]
+                    kw["inviter"] = self.target(k, rand())
                     kw["value"] = 1.0 if kind is ACCEPT else 0.1
                 yield Event(event_id="", kind=kind, ts=t, account=acc, campaign_id=cid, phone=phone,
                             device=flagged if rand() < self.p_flag else dev, ip=ip, user_agent=ua, geo=geo,
@@ -591,7 +598,7 @@ class PaidCrowd(Ring):
     def __init__(self, ctx: Ctx, no: int, n_accounts: int):
         super().__init__(ctx, no, n_accounts)
         r = self.r
-        self.respond = 0.45 + 0.4 * r.random()
+        self.respond = 0.4 + 0.35 * r.random()
         self.delay_ms = 60_000 + r.random() * 240_000
         self.leader = self.targets[0]
         self.assist_farm = r.random() < 0.7
@@ -609,7 +616,7 @@ class PaidCrowd(Ring):
             times = []
             if day == 0 and r.random() < 0.8:
                 times.append(ctx.start + int((3 + 30 * r.random()) * MIN_MS))
-            for _ in range(1 + r.randrange(3)):
+            for _ in range(1 + (r.random() < 0.4)):
                 hour = (0.5, 2.5, 9.5, 10.5, 11.5, 12.0)[r.randrange(6)]  # lunch and evening, local time
                 times.append(ctx.start + day * DAY_MS + int((hour + r.random()) * HOUR_MS))
             out.extend((t, (t, day)) for t in times)

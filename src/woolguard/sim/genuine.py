@@ -76,9 +76,9 @@ def first_visit_rates(ctx: Ctx) -> list[float]:
         day = t // DAY_MS
         x = hourly(local_hour(ctx.start + t)) * DAY_DECAY[min(day, len(DAY_DECAY) - 1)]
         if day == 0:  # the opening rush: push notifications, the launch post, people waiting for it
-            x += 30.0 * math.exp(-t / (12 * MIN_MS)) + 3.0 * math.exp(-t / (150 * MIN_MS))
+            x += 20.0 * math.exp(-t / (12 * MIN_MS)) + 3.0 * math.exp(-t / (150 * MIN_MS))
         else:  # smaller daily rushes when the day's red packets refresh at the opening time of day
-            x += 4.0 * math.exp(-(t - day * DAY_MS) / (15 * MIN_MS))
+            x += 3.0 * math.exp(-(t - day * DAY_MS) / (15 * MIN_MS))
         w.append(x)
     total = sum(w)
     users = cfg.genuine_users * cfg.scale
@@ -172,9 +172,9 @@ class Person:
             dev = model_device(mi, dkey, dr.random(), app)
             if mi in ANDROID_MODELS_SET:
                 u = dr.random()
-                if u < 0.015:
+                if u < 0.03:  # rooted by its owner (custom ROMs, ad blockers, game mods)
                     dev.rooted = True
-                    dev.hooked = u < 0.004
+                    dev.hooked = u < 0.007
             dev.multi_open = dr.random() < 0.02 or (hh and dr.random() < 0.3)
         self.vpn = r.random() < 0.016
         dev.vpn = self.vpn
@@ -260,6 +260,7 @@ def visit(ctx: Ctx, arrivals: Arrivals, ts: int, s0: int, k: int, ts0: int) -> I
         if ctx.inviters and rand() < 0.2:  # came through a friend's invitation
             t += think(9_000)
             yield ev(ACCEPT, t, inviter=ctx.inviters[rng.randrange(len(ctx.inviters))], value=1.0)
+            # (a brand-new account cannot have invited anyone yet, so the friend is someone else)
     else:
         yield ev(LOGIN, t)
     t += think(6_000)
@@ -287,8 +288,10 @@ def visit(ctx: Ctx, arrivals: Arrivals, ts: int, s0: int, k: int, ts0: int) -> I
         ctx.inviters.append(p.acct_id)
         t += think(10_000)
     if ctx.inviters and rand() < 0.1:
-        yield ev(ASSIST, t, inviter=ctx.inviters[rng.randrange(len(ctx.inviters))], value=0.1)
-        t += think(8_000)
+        friend = ctx.inviters[rng.randrange(len(ctx.inviters))]
+        if friend != account.id:
+            yield ev(ASSIST, t, inviter=friend, value=0.1)
+            t += think(8_000)
     if rand() < p.shop:
         t += think(60_000, cap_ms=1_800_000)
         amount = round(min(2000.0, 15 + 60 * math.exp(0.8 * rng.gauss(0, 1))), 2)

@@ -298,6 +298,11 @@ class DecisionLog:
                     rows = [orjson.loads(line) for line in f if line.strip()]
             except FileNotFoundError:  # another process took it
                 continue
+            except ValueError as exc:  # not ours or edited by hand: keep it aside, say so, go on
+                aside = path.with_name(path.name + ".corrupt")
+                os.replace(path, aside)
+                log.error("decision log: spill file %s is not valid JSONL (%s); moved to %s", path, exc, aside)
+                continue
             for start in range(0, len(rows), self.batch_size):
                 self._write(rows[start: start + self.batch_size])  # duplicates are ignored: re-runs are safe
             path.unlink(missing_ok=True)
