@@ -429,7 +429,7 @@ class PhoneFarm(Ring):
                 for p, k, acc, new, dev, ua, phone in crew:
                     if kind is REGISTER and not new:
                         kind_p = LOGIN
-                    elif kind is ACCEPT and (not new or k == 0) or kind is ASSIST and k < len(self.targets):
+                    elif (kind is ACCEPT and (not new or k == 0)) or (kind is ASSIST and k < len(self.targets)):
                         continue  # only new accounts accept; the ring's own targets do not assist
                     else:
                         kind_p = kind

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from array import array
 from collections.abc import Iterator
 from random import Random
 
@@ -66,11 +67,11 @@ def hourly(h: float) -> float:
     return HOURLY[i % 24] * (1 - f) + HOURLY[(i + 1) % 24] * f
 
 
-def first_visit_rates(ctx: Ctx) -> list[float]:
+def first_visit_rates(ctx: Ctx) -> array:
     """Expected first visits in each minute slot of the campaign."""
     cfg = ctx.cfg
     n = cfg.days * SLOTS_PER_DAY
-    w = []
+    w = array("d")
     for s in range(n):
         t = s * SLOT
         day = t // DAY_MS
@@ -82,7 +83,7 @@ def first_visit_rates(ctx: Ctx) -> list[float]:
         w.append(x)
     total = sum(w)
     users = cfg.genuine_users * cfg.scale
-    return [users * x / total for x in w]
+    return array("d", (users * x / total for x in w))
 
 
 def _poisson(r: Random, lam: float) -> int:
