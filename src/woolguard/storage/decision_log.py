@@ -301,7 +301,8 @@ class DecisionLog:
             except ValueError as exc:  # not ours or edited by hand: keep it aside, say so, go on
                 aside = path.with_name(path.name + ".corrupt")
                 os.replace(path, aside)
-                log.error("decision log: spill file %s is not valid JSONL (%s); moved to %s", path, exc, aside)
+                log.error("decision log: spill file %s is not valid JSONL (%s); moved to %s",
+                          path, exc, aside)
                 continue
             for start in range(0, len(rows), self.batch_size):
                 self._write(rows[start: start + self.batch_size])  # duplicates are ignored: re-runs are safe
