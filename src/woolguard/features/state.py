@@ -12,6 +12,7 @@ than :data:`~woolguard.features.catalog.MAX_ENTRIES` entries (counts saturate th
 from __future__ import annotations
 
 import math
+from itertools import islice
 from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from typing import Protocol
@@ -48,12 +49,16 @@ def gap_cv(stamps: Sequence[int]) -> int:
     n = len(stamps) - 1
     if n < 3:
         return -1
-    gaps = [stamps[i + 1] - stamps[i] for i in range(n)]
-    mean = sum(gaps) / n
+    mean = (stamps[-1] - stamps[0]) / n
     if mean <= 0:
         return 0
-    var = sum((g - mean) ** 2 for g in gaps) / n
-    return round(100.0 * math.sqrt(var) / mean)
+    prev = stamps[0]
+    var = 0.0
+    for t in islice(stamps, 1, None):
+        d = t - prev - mean
+        var += d * d
+        prev = t
+    return int(round(100.0 * math.sqrt(var / n) / mean))
 
 
 def key_of(window: Window, entities: Mapping[str, str | None]) -> str | None:
@@ -69,181 +74,145 @@ def key_of(window: Window, entities: Mapping[str, str | None]) -> str | None:
     return "|".join(parts)
 
 
-class _Slot:
-    """State of one window: an ordered map key -> entries, least recently updated key first."""
+_COUNT, _DISTINCT, _FIRST, _GAPS = 0, 1, 2, 3
+_OPCODES = {WindowOp.COUNT: _COUNT, WindowOp.DISTINCT: _DISTINCT, WindowOp.FIRST_SEEN: _FIRST,
+            WindowOp.GAPS: _GAPS}
 
-    __slots__ = ("data", "horizon", "kinds", "member", "name", "window")
 
-    def __init__(self, window: Window):
-        self.window = window
-        self.name = window.name
-        self.horizon = window.window_s * 1000
-        self.kinds = window.kinds
-        self.member = window.member
-        self.data: OrderedDict[str, object] = OrderedDict()
+class _Group:
+    """The windows that share one key (e.g. every device window): one ordered map key -> record.
 
-    def __len__(self) -> int:
-        return len(self.data)
+    A record is a list holding each window's entries (a deque of timestamps, an ordered map member ->
+    last seen, ``[first, last]`` or a deque of recent timestamps) followed by the key's last update time.
+    Keys are kept least recently updated first, so expiry pops them from the front.
+    First-seen windows live in groups of their own: they are kept far longer than the others.
+    """
 
-    def newest(self, entry: object) -> int:
-        raise NotImplementedError
+    __slots__ = ("composite", "data", "horizon", "items", "key", "single")
+
+    def __init__(self, key: tuple[str, ...], windows: list[tuple[int, Window]]):
+        self.key = key
+        self.single = key[0] if len(key) == 1 else None
+        self.composite = key
+        self.data: OrderedDict[str, list] = OrderedDict()
+        self.horizon = max(w.window_s for _, w in windows) * 1000
+        self.items = [(index, _OPCODES[w.op], w.window_s * 1000, w.member, w.kinds) for index, w in windows]
 
     def sweep(self, now: int, budget: int = SWEEP_BATCH) -> int:
-        """Drop up to ``budget`` keys whose newest entry is older than the window; returns how many."""
+        """Drop up to ``budget`` keys not updated within the group's longest window."""
         data = self.data
         cutoff = now - self.horizon
         dropped = 0
         while data and dropped < budget:
             first = next(iter(data))
-            if self.newest(data[first]) > cutoff:
+            if data[first][-1] > cutoff:
                 break
             del data[first]
             dropped += 1
         return dropped
 
 
-class _Count(_Slot):
-    __slots__ = ()
-
-    def observe(self, key: str, member: str | None, ts: int, update: bool) -> int:
-        data = self.data
-        dq = data.get(key)
-        cutoff = ts - self.horizon
-        if dq is None:
-            if not update:
-                return 0
-            dq = data[key] = deque(maxlen=MAX_ENTRIES)
-        elif update:
-            data.move_to_end(key)
-        if update:
-            dq.append(ts)  # type: ignore[union-attr]
-        while dq and dq[0] <= cutoff:  # type: ignore[index]
-            dq.popleft()  # type: ignore[union-attr]
-        return len(dq)  # type: ignore[arg-type]
-
-    def newest(self, entry: object) -> int:
-        return entry[-1] if entry else 0  # type: ignore[index]
-
-
-class _Distinct(_Slot):
-    __slots__ = ()
-
-    def observe(self, key: str, member: str | None, ts: int, update: bool) -> int:
-        data = self.data
-        seen: OrderedDict[str, int] | None = data.get(key)  # type: ignore[assignment]
-        cutoff = ts - self.horizon
-        update = update and member is not None
-        if seen is None:
-            if not update:
-                return 0
-            seen = data[key] = OrderedDict()
-        elif update:
-            data.move_to_end(key)
-        if update:
-            if member in seen:
-                seen.move_to_end(member)  # type: ignore[arg-type]
-            elif len(seen) >= MAX_ENTRIES:
-                seen.popitem(last=False)
-            seen[member] = ts  # type: ignore[index]
-        while seen:
-            first = next(iter(seen))
-            if seen[first] > cutoff:
-                break
-            del seen[first]
-        return len(seen)
-
-    def newest(self, entry: object) -> int:
-        return entry[next(reversed(entry))] if entry else 0  # type: ignore[index,call-overload]
-
-
-class _FirstSeen(_Slot):
-    """key -> [first_ts, last_ts]; forgotten ``window_s`` after it was last seen."""
-
-    __slots__ = ()
-
-    def observe(self, key: str, member: str | None, ts: int, update: bool) -> int:
-        data = self.data
-        entry: list[int] | None = data.get(key)  # type: ignore[assignment]
-        if entry is not None and entry[1] <= ts - self.horizon:  # forgotten, even if not swept yet
-            del data[key]
-            entry = None
-        if entry is None:
-            if update:
-                data[key] = [ts, ts]
-            value = 0
-        else:
-            if update:
-                data.move_to_end(key)
-                if ts > entry[1]:
-                    entry[1] = ts
-            value = max(0, (ts - entry[0]) // 1000)
-        return value
-
-    def newest(self, entry: object) -> int:
-        return entry[1]  # type: ignore[index]
-
-
-class _Gaps(_Slot):
-    __slots__ = ()
-
-    def observe(self, key: str, member: str | None, ts: int, update: bool) -> int:
-        data = self.data
-        dq: deque[int] | None = data.get(key)  # type: ignore[assignment]
-        if dq is None:
-            if not update:
-                return -1
-            dq = data[key] = deque(maxlen=GAP_HISTORY)
-        else:
-            if dq and dq[-1] <= ts - self.horizon:  # expired history, even if not swept yet
-                dq.clear()
-            if update:
-                data.move_to_end(key)
-        if update:
-            dq.append(ts)
-        return gap_cv(dq)
-
-    def newest(self, entry: object) -> int:
-        return entry[-1] if entry else 0  # type: ignore[index]
-
-
-_SLOTS = {WindowOp.COUNT: _Count, WindowOp.DISTINCT: _Distinct,
-          WindowOp.FIRST_SEEN: _FirstSeen, WindowOp.GAPS: _Gaps}
-
-
 class MemoryState:
-    """In-process feature state: one ordered map per window. Not thread-safe; one per worker."""
+    """In-process feature state. Not thread-safe: one per worker (and per tenant)."""
 
     def __init__(self, windows: tuple[Window, ...] = DEFAULT_WINDOWS):
         self.windows = windows
-        self._slots = [_SLOTS[w.op](w) for w in windows]
-        self._plan = [(slot, w.key[0] if len(w.key) == 1 else None, w) for slot, w in zip(self._slots, windows,
-                                                                                      strict=True)]
+        by_key: dict[tuple[str, ...], list[tuple[int, Window]]] = {}
+        for index, w in enumerate(windows):
+            group_key = (*w.key, "#first") if w.op is WindowOp.FIRST_SEEN else w.key
+            by_key.setdefault(group_key, []).append((index, w))
+        self._groups = [_Group(tuple(k for k in gk if k != "#first"), ws) for gk, ws in by_key.items()]
+        self._empty = [-1 if w.op is WindowOp.GAPS else 0 for w in windows]
         self._events = 0
 
     def observe(self, ts_ms: int, kind: EventKind, entities: Mapping[str, str | None]) -> list[int]:
         self._events += 1
         if self._events % SWEEP_EVERY == 0:
-            for slot in self._slots:
-                slot.sweep(ts_ms)
+            for group in self._groups:
+                group.sweep(ts_ms)
         return self._run(ts_ms, kind, entities, True)
 
     def peek(self, ts_ms: int, entities: Mapping[str, str | None]) -> list[int]:
         return self._run(ts_ms, None, entities, False)
 
+    def size(self) -> dict[str, int]:
+        """Keys held per group of windows (for metrics and the memory-bound tests)."""
+        return {"+".join(g.key) + ("#first" if g.items[0][1] == _FIRST else ""): len(g.data) for g in self._groups}
+
     def _run(self, ts: int, kind: EventKind | None, entities: Mapping[str, str | None],
              update: bool) -> list[int]:
-        out = []
+        out = list(self._empty)
         get = entities.get
-        for slot, single, window in self._plan:
-            key = get(single) if single is not None else key_of(window, entities)
+        for group in self._groups:
+            single = group.single
+            if single is not None:
+                key = get(single)
+            else:
+                parts = [get(name) for name in group.composite]
+                key = None if None in parts else "|".join(parts)  # type: ignore[arg-type]
             if key is None:
-                out.append(-1 if window.op is WindowOp.GAPS else 0)
                 continue
-            kinds = slot.kinds
-            member = get(slot.member) if slot.member is not None else None
-            out.append(slot.observe(key, member, ts, update and (kinds is None or kind in kinds)))
+            data = group.data
+            rec = data.get(key)
+            if rec is None:
+                if not update:
+                    continue
+                rec = data[key] = [None] * len(group.items) + [ts]
+            elif update:
+                data.move_to_end(key)
+                if ts > rec[-1]:
+                    rec[-1] = ts
+            for i, (index, op, horizon, member_name, kinds) in enumerate(group.items):
+                upd = update and (kinds is None or kind in kinds)
+                entry = rec[i]
+                cutoff = ts - horizon
+                if op == _COUNT:
+                    if entry is None:
+                        if not upd:
+                            continue
+                        entry = rec[i] = deque(maxlen=MAX_ENTRIES)
+                    if upd:
+                        entry.append(ts)
+                    while entry and entry[0] <= cutoff:
+                        entry.popleft()
+                    out[index] = len(entry)
+                elif op == _DISTINCT:
+                    member = get(member_name) if upd else None
+                    if entry is None:
+                        if member is None:
+                            continue
+                        entry = rec[i] = OrderedDict()
+                    if member is not None:
+                        if member in entry:
+                            entry.move_to_end(member)
+                        elif len(entry) >= MAX_ENTRIES:
+                            entry.popitem(last=False)
+                        entry[member] = ts
+                    while entry:
+                        first = next(iter(entry))
+                        if entry[first] > cutoff:
+                            break
+                        del entry[first]
+                    out[index] = len(entry)
+                elif op == _FIRST:
+                    if entry is not None and entry[1] <= cutoff:  # forgotten, even if not swept yet
+                        entry = rec[i] = None
+                    if entry is None:
+                        if upd:
+                            rec[i] = [ts, ts]
+                        out[index] = 0
+                    else:
+                        if upd and ts > entry[1]:
+                            entry[1] = ts
+                        out[index] = max(0, (ts - entry[0]) // 1000)
+                else:  # _GAPS
+                    if entry is None:
+                        if not upd:
+                            continue
+                        entry = rec[i] = deque(maxlen=GAP_HISTORY)
+                    elif entry and entry[-1] <= cutoff:  # expired history, even if not swept yet
+                        entry.clear()
+                    if upd:
+                        entry.append(ts)
+                    out[index] = gap_cv(entry)
         return out
-
-    def size(self) -> dict[str, int]:
-        """Keys held per window (for metrics and the memory-bound tests)."""
-        return {slot.name: len(slot) for slot in self._slots}
