@@ -12,9 +12,9 @@ than :data:`~woolguard.features.catalog.MAX_ENTRIES` entries (counts saturate th
 from __future__ import annotations
 
 import math
-from itertools import islice
 from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
+from itertools import islice
 from typing import Protocol
 
 from woolguard.events import EventKind
@@ -58,7 +58,7 @@ def gap_cv(stamps: Sequence[int]) -> int:
         d = t - prev - mean
         var += d * d
         prev = t
-    return int(round(100.0 * math.sqrt(var / n) / mean))
+    return round(100.0 * math.sqrt(var / n) / mean)
 
 
 def key_of(window: Window, entities: Mapping[str, str | None]) -> str | None:
