@@ -1,0 +1,478 @@
+"""The decision service behind the HTTP API: one engine per tenant per worker, idempotency, failure modes.
+
+:class:`DecisionService` owns, for one worker process:
+
+- the database (decision log written in batches off the request path, spilled when the database is
+  down; lists, labels, policies, tenants and keys);
+- one :class:`TenantRuntime` per tenant seen, holding that tenant's :class:`~woolguard.engine.Engine`
+  with its own feature state (``MemoryState``, or ``RedisState(tenant=...)`` when Redis is configured),
+  its active policy and its lists. A tenant's traffic only ever touches its own runtime;
+- a poller thread that picks up policy activations and list changes from the database every
+  ``reload_interval_s``, so the active policy hot-reloads in every worker without a restart;
+- idempotency: a retried event (same tenant and event id) gets its first decision and is counted once:
+  first the engine's memory of recent events, then (with Redis, across workers) ``SET NX GET`` of a
+  claim key before any feature is updated; the decision itself is stored under the claim shortly after,
+  off the request path. The decision log's unique ``(tenant, event_id)`` keeps one row per event.
+- failure modes: when Redis fails or is slow the policy's ``failure_mode`` decides (open: pass, level 0;
+  closed: review, level 3), the decision says so in ``degraded``, a breaker skips Redis for
+  ``breaker_s`` and then tries it again by itself. Lists still apply to degraded decisions.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from sqlalchemy import func, select, update
+
+from woolguard.engine import Engine, decision_id, entities_of, secret_from_env
+from woolguard.events import Challenge, Decision, Event, Outcome, Reason
+from woolguard.reasons import CODES
+from woolguard.reputation.network import IpBook
+from woolguard.reputation.phone import PhoneBook
+from woolguard.rules.lists import LIST_ENTITIES, ListEntry, Lists
+from woolguard.rules.policy import Policy
+from woolguard.storage import DecisionLog, open_database
+from woolguard.storage.decision_log import get_decision
+from woolguard.storage.schema import list_entries, policies
+
+from . import metrics
+from .keys import KeyResolver
+from .settings import Settings
+
+log = logging.getLogger("woolguard.api")
+
+try:  # the Redis backend is optional (and may not be installed in every checkout yet)
+    from woolguard.features.redis_state import FeatureStateUnavailable
+except Exception:  # pragma: no cover - until features/redis_state.py lands
+
+    class FeatureStateUnavailable(RuntimeError):  # type: ignore[no-redef]
+        pass
+
+_DECISION = msgspec.json.Decoder(Decision)
+_ENCODE = msgspec.json.Encoder().encode
+REMEMBER_DEGRADED = 100_000
+PENDING_WAIT_S = 0.25
+
+
+def _dependency_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [FeatureStateUnavailable, OSError, TimeoutError]
+    try:
+        import redis
+
+        errors.append(redis.RedisError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+DEPENDENCY_ERRORS = _dependency_errors()
+
+
+@dataclass(slots=True)
+class Pending:
+    """Another worker claimed this event and has not stored its decision yet."""
+
+    key: str
+    tenant: str
+    event_id: str
+
+
+class Breaker:
+    """After a failure, say "down" for ``hold_s``; then let calls through again (recovery is automatic)."""
+
+    def __init__(self, name: str, hold_s: float):
+        self.name = name
+        self.hold_s = hold_s
+        self.open_until = 0.0
+        self.last_error = ""
+
+    def is_open(self) -> bool:
+        return self.open_until > time.monotonic()
+
+    def trip(self, exc: BaseException) -> str:
+        first = self.open_until == 0.0 or not self.is_open()
+        self.open_until = time.monotonic() + self.hold_s
+        text = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+        self.last_error = text
+        metrics.DEPENDENCY_FAILURES.labels(self.name).inc()
+        if first:
+            log.warning("%s failed, deciding by the failure mode for %.1fs: %s", self.name, self.hold_s, text)
+        return text
+
+    def ok(self) -> None:
+        self.open_until = 0.0
+
+
+@dataclass
+class TenantRuntime:
+    tenant: str
+    engine: Engine
+    policy_key: tuple[str, int] | None = None  # (policy_id, version) served; None: the built-in default
+    lists_fp: tuple[Any, ...] | None = None
+    loaded: bool = False  # False: the database could not be read when this runtime was made
+    degraded_recent: OrderedDict[str, Decision] = field(default_factory=OrderedDict)
+
+
+def rows_to_lists(rows: list[dict[str, Any]]) -> Lists:
+    entries = []
+    for r in rows:
+        if r["entity_type"] not in LIST_ENTITIES:
+            continue
+        entries.append(ListEntry(list=r["list_kind"], entity=r["entity_type"], value=r["value"],
+                                 campaign_id=r["campaign_id"], expires_at=r["expires_at"],
+                                 reason=r["reason"] or "", id=str(r["id"])))
+    return Lists(entries)
+
+
+def decision_from_row(row: dict[str, Any]) -> Decision:
+    return Decision(decision_id=row["id"], event_id=row["event_id"], level=row["level"],
+                    outcome=Outcome(row["outcome"]), score=row["score"],
+                    reasons=msgspec.convert(row["reasons"] or [], list[Reason]),
+                    challenge=Challenge(row["challenge"]) if row["challenge"] else None,
+                    policy=row["policy"] or "", degraded=row["degraded"], features=row["features"] or {})
+
+
+class DecisionService:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.db = open_database(settings.database_url)
+        self.dlog = DecisionLog(self.db, batch_size=settings.log_batch, spill_dir=settings.spill_dir)
+        self.keys = KeyResolver(self.db, settings.key_cache_s)
+        self.phones = PhoneBook(secret_from_env())
+        self.ips = IpBook()
+        self.tenants: dict[str, TenantRuntime] = {}
+        self._tenants_lock = threading.Lock()
+        self.redis_breaker = Breaker("redis", settings.breaker_s)
+        self.db_up = True
+        self.db_error = ""
+        self.redis: Any = None
+        self._redis_state_cls: Any = None
+        self._store_q: queue.SimpleQueue[tuple[str, bytes] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        if settings.redis_url:
+            import redis
+
+            self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_s,
+                                              socket_connect_timeout=settings.redis_timeout_s,
+                                              health_check_interval=0)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.dlog.start_background(self.settings.log_flush_s)
+        self._spawn("woolguard-reload", self._poll_loop)
+        if self.redis is not None:
+            self._spawn("woolguard-idempotency", self._store_loop)
+
+    def _spawn(self, name: str, target: Any) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._store_q.put(None)
+        for t in self._threads:
+            t.join(timeout=5)
+        self._threads.clear()
+        self.dlog.close()
+        if self.redis is not None:
+            self.redis.close()
+        self.db.close()
+
+    # -- tenants --------------------------------------------------------------------------------
+
+    def feature_state(self, tenant: str) -> Any:
+        if self.settings.redis_url is None:
+            from woolguard.features.state import MemoryState
+
+            return MemoryState()
+        if self._redis_state_cls is None:
+            from woolguard.features.redis_state import RedisState
+
+            self._redis_state_cls = RedisState
+        return self._redis_state_cls(self.settings.redis_url, tenant=tenant)
+
+    def runtime(self, tenant: str) -> TenantRuntime:
+        rt = self.tenants.get(tenant)
+        if rt is not None:
+            return rt
+        with self._tenants_lock:
+            rt = self.tenants.get(tenant)
+            if rt is None:
+                engine = Engine(state=self.feature_state(tenant), phones=self.phones, ips=self.ips)
+                rt = TenantRuntime(tenant, engine)
+                self._load(rt)
+                self.tenants[tenant] = rt
+        return rt
+
+    def _load(self, rt: TenantRuntime) -> None:
+        """Active policy and lists from the database; on failure keep the defaults, retry on the next poll."""
+        try:
+            self._refresh_policy(rt, self._active_policies().get(rt.tenant))
+            self._refresh_lists(rt, force=True)
+            rt.loaded = True
+            self._db_ok()
+        except Exception as exc:  # the database is down: decide by the failure mode until it is back
+            self._db_failed(exc)
+
+    def _active_policies(self) -> dict[str, tuple[str, int]]:
+        c = policies.c
+        out: dict[str, tuple[str, int, int]] = {}
+        with self.db.connect() as conn:
+            for tenant, pid, version, rid in conn.execute(select(c.tenant_id, c.policy_id, c.version, c.id)
+                                                          .where(c.active)):
+                if tenant not in out or rid > out[tenant][2]:
+                    out[tenant] = (pid, version, rid)
+        return {t: (p, v) for t, (p, v, _r) in out.items()}
+
+    def _refresh_policy(self, rt: TenantRuntime, key: tuple[str, int] | None) -> bool:
+        if key == rt.policy_key:
+            return False
+        if key is None:
+            from woolguard.engine import default_policy_text
+
+            policy = rt.engine.load_policy_text(default_policy_text(), "default.yaml")
+        else:
+            c = policies.c
+            with self.db.connect() as conn:
+                body = conn.execute(select(c.body).where(c.tenant_id == rt.tenant, c.policy_id == key[0],
+                                                         c.version == key[1])).scalar()
+            if body is None:
+                return False
+            policy = self.build_policy(rt.engine, body, key)
+        rt.engine.set_policy(policy)
+        rt.policy_key = key
+        metrics.POLICY_RELOADS.inc()
+        return True
+
+    @staticmethod
+    def build_policy(engine: Engine, body: str, key: tuple[str, int] | None = None) -> Policy:
+        policy = engine.load_policy_text(body, f"{key[0]}@{key[1]}" if key else "<upload>")
+        if key is not None:  # decisions name the stored version, whatever the document says
+            policy.id, policy.version = key
+        return policy
+
+    def _lists_fingerprints(self) -> dict[str, tuple[Any, ...]]:
+        c = list_entries.c
+        query = select(c.tenant_id, func.count(), func.max(c.id), func.sum(func.coalesce(c.expires_at, 0)),
+                       func.max(func.length(c.reason))).group_by(c.tenant_id)
+        with self.db.connect() as conn:
+            return {r[0]: tuple(r[1:]) for r in conn.execute(query)}
+
+    def _refresh_lists(self, rt: TenantRuntime, fp: tuple[Any, ...] | None = None, force: bool = False) -> None:
+        if not force and fp == rt.lists_fp:
+            return
+        c = list_entries.c
+        with self.db.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(select(list_entries).where(c.tenant_id == rt.tenant))]
+        rt.engine.lists = rows_to_lists(rows)
+        rt.lists_fp = fp if fp is not None else self._lists_fingerprints().get(rt.tenant)
+
+    def reload_tenant(self, tenant: str) -> None:
+        """Pick up this tenant's policy and lists now (after a change made through this worker)."""
+        rt = self.tenants.get(tenant)
+        if rt is not None:
+            self._refresh_policy(rt, self._active_policies().get(tenant))
+            self._refresh_lists(rt, force=True)
+
+    def _poll_loop(self) -> None:
+        interval = self.settings.reload_interval_s
+        while not self._stop.wait(interval):
+            try:
+                self.poll_once()
+            except Exception as exc:
+                self._db_failed(exc)
+            try:
+                metrics.LOG_PENDING.set(self.dlog.pending())
+            except Exception:  # pragma: no cover - metrics must never stop the poller
+                pass
+
+    def poll_once(self) -> None:
+        active = self._active_policies()
+        fps = self._lists_fingerprints()
+        for tenant, rt in list(self.tenants.items()):
+            if self._refresh_policy(rt, active.get(tenant)):
+                log.info("tenant %s: policy %s now active", tenant, rt.engine.policy.ref)
+            self._refresh_lists(rt, fps.get(tenant), force=not rt.loaded)
+            rt.loaded = True
+        self._db_ok()
+
+    def _db_failed(self, exc: BaseException) -> None:
+        if self.db_up:
+            log.warning("database unreachable: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        self.db_up = False
+        self.db_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+        metrics.DEPENDENCY_FAILURES.labels("database").inc()
+
+    def _db_ok(self) -> None:
+        if not self.db_up:
+            log.info("database reachable again")
+        self.db_up = True
+        self.db_error = ""
+
+    # -- deciding -------------------------------------------------------------------------------
+
+    def idem_key(self, tenant: str, event_id: str) -> str:
+        return f"wg:idem:{tenant}:{event_id}"
+
+    def decide(self, tenant: str, event: Event) -> Decision | Pending:
+        """Decide one event for ``tenant`` (or return its first decision). Never raises for a dependency."""
+        rt = self.runtime(tenant)
+        engine = rt.engine
+        eid = event.event_id
+        prior = engine._recent.get(eid) or rt.degraded_recent.get(eid)
+        if prior is not None:
+            metrics.DUPLICATES.labels(tenant).inc()
+            return self._own(prior, tenant)
+        if not rt.loaded:
+            return self._degraded(rt, event, f"database: tenant policy not loaded ({self.db_error})")
+        key = None
+        if self.redis is not None:
+            if self.redis_breaker.is_open():
+                return self._degraded(rt, event, f"redis: {self.redis_breaker.last_error}")
+            key = self.idem_key(tenant, eid)
+            try:
+                old = self.redis.set(key, b"", nx=True, get=True, ex=self.settings.idempotency_ttl_s)
+            except DEPENDENCY_ERRORS as exc:
+                return self._degraded(rt, event, "redis: " + self.redis_breaker.trip(exc))
+            if old is not None:  # claimed before: by another worker, or by this one before a restart
+                metrics.DUPLICATES.labels(tenant).inc()
+                if old:
+                    return _DECISION.decode(old)
+                return Pending(key, tenant, eid)
+        try:
+            decision = engine.decide(event)
+        except DEPENDENCY_ERRORS as exc:
+            decision = self._degraded(rt, event, "redis: " + self.redis_breaker.trip(exc), remember=False)
+            if key is not None:
+                self._store_q.put((key, _ENCODE(decision)))
+            rt.degraded_recent[eid] = decision
+            return decision
+        decision = self._own(decision, tenant)
+        if key is not None:
+            self._store_q.put((key, _ENCODE(decision)))
+        self._log(engine, event, decision, tenant)
+        return decision
+
+    def _log(self, engine: Engine, event: Event, decision: Decision, tenant: str) -> None:
+        if event.phone is not None or (event.phone_hash is not None and not event.phone_hash.startswith("k:")):
+            event = engine.normalise(event)
+        self.dlog.append(event, decision, tenant)
+
+    @staticmethod
+    def _own(decision: Decision, tenant: str) -> Decision:
+        """Decision ids are per tenant: two brands may use the same event id."""
+        did = decision_id(decision.event_id, tenant)
+        if decision.decision_id != did:
+            decision = msgspec.structs.replace(decision, decision_id=did)
+        return decision
+
+    def _degraded(self, rt: TenantRuntime, event: Event, why: str, remember: bool = True) -> Decision:
+        """Decide by the policy's failure mode (lists still apply); logged like any decision."""
+        engine = rt.engine
+        policy = engine.policy
+        ev = engine.normalise(event)
+        code = CODES["engine.degraded"]
+        reasons = [Reason(code=code.code, category=code.category.value, rule="failure_mode:" + policy.failure_mode,
+                          values={"dependency": why.split(":", 1)[0]}, text_en=code.en, text_zh=code.zh)]
+        if policy.failure_mode == "closed":
+            level, outcome = 3, Outcome.REVIEW
+        else:
+            level, outcome = 0, Outcome.PASS
+        hits = engine.lists.match(entities_of(ev), ev.campaign_id, ev.ts)
+        kinds = {h.list for h in hits}
+        for e in hits:
+            lc = CODES[f"list.{e.list}"]
+            reasons.append(Reason(code=lc.code, category=lc.category.value, rule=f"list:{e.id or e.entity}",
+                                  values={"entity": e.entity, "campaign": e.campaign_id, "note": e.reason},
+                                  text_en=lc.en, text_zh=lc.zh))
+        if "block" in kinds:
+            level, outcome = 4, Outcome.REJECT
+        elif "allow" in kinds:
+            level, outcome = 0, Outcome.PASS
+        elif "review" in kinds:
+            level, outcome = max(level, 3), Outcome.REVIEW
+        decision = Decision(decision_id=decision_id(event.event_id, rt.tenant), event_id=event.event_id,
+                            level=level, outcome=outcome, score=0, reasons=reasons, policy=policy.ref,
+                            degraded=why[:300])
+        if remember:
+            recent = rt.degraded_recent
+            recent[event.event_id] = decision
+            if len(recent) > REMEMBER_DEGRADED:
+                recent.popitem(last=False)
+        self.dlog.append(ev, decision, rt.tenant)
+        return decision
+
+    def pending_decision(self, p: Pending) -> Decision | None:
+        """A claimed event's stored decision: from Redis, else from the decision log; None if not yet there."""
+        try:
+            raw = self.redis.get(p.key)
+            if raw:
+                return _DECISION.decode(raw)
+        except DEPENDENCY_ERRORS:
+            pass
+        self.dlog.flush()
+        row = get_decision(self.db, p.tenant, p.event_id)
+        return decision_from_row(row) if row is not None else None
+
+    def _store_loop(self) -> None:
+        """Store decided events' decisions under their claim keys, many per round trip."""
+        ttl = self.settings.idempotency_ttl_s
+        while True:
+            item = self._store_q.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < 1000:
+                try:
+                    nxt = self._store_q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._stop.set()
+                    break
+                batch.append(nxt)
+            try:
+                pipe = self.redis.pipeline(transaction=False)
+                for key, value in batch:
+                    pipe.set(key, value, ex=ttl)
+                pipe.execute()
+            except DEPENDENCY_ERRORS as exc:
+                metrics.DEPENDENCY_FAILURES.labels("redis").inc()
+                log.warning("idempotency store failed for %d decision(s) (retries fall back to the decision log): "
+                            "%s", len(batch), exc)
+            if self._stop.is_set():
+                return
+
+    # -- admin helpers ----------------------------------------------------------------------------
+
+    def activate(self, tenant: str, policy_id: str, version: int) -> None:
+        """Make ``policy_id@version`` the tenant's one served policy (other policies are deactivated)."""
+        from woolguard.storage.policies import activate_policy
+
+        c = policies.c
+        activate_policy(self.db, policy_id, version, tenant=tenant)
+        with self.db.begin() as conn:
+            conn.execute(update(policies).where(c.tenant_id == tenant, c.policy_id != policy_id, c.active)
+                         .values(active=False))
+
+    def health(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"database": "up" if self.db_up else "down"}
+        if self.db_error:
+            out["database_error"] = self.db_error
+        if self.redis is not None:
+            out["redis"] = "down" if self.redis_breaker.is_open() else "up"
+        try:
+            out["decision_log_pending"] = self.dlog.pending()
+        except Exception:  # pragma: no cover
+            pass
+        return out
