@@ -265,6 +265,7 @@ def decision_id(event_id: str, tenant: str = "") -> str:
 def entities_of(ev: Event) -> dict[str, str | None]:
     """The entities an event is keyed by (``ip24`` is filled in by the engine from the IP facts)."""
     d = ev.device
+    g = ev.geo
     return {
         "account": ev.account.id,
         "device": d.id if d is not None else None,
@@ -272,13 +273,14 @@ def entities_of(ev: Event) -> dict[str, str | None]:
         "ip24": None,
         "phone": ev.phone_hash,
         "phone_block": ev.phone_block,
-        "fingerprint": f"{d.model}|{d.os}|{d.os_version}" if d is not None and d.model else None,
+        "fingerprint": f"{d.model}|{d.os}|{d.os_version}|{d.app_version}" if d is not None and d.model else None,
         "campaign": ev.campaign_id,
         "code": ev.code_id,
         "store": ev.store_id,
         "inviter": ev.inviter,
         "address": ev.address_hash,
         "payment": ev.payment_hash,
+        "geo": f"{g.lat:.4f},{g.lon:.4f}" if g is not None and g.lat is not None and g.lon is not None else None,
     }
 
 

@@ -31,7 +31,7 @@ class WindowOp(enum.StrEnum):
 #: Entities an event can be keyed by; see :func:`woolguard.engine.entities_of`.
 ENTITIES = (
     "account", "device", "ip", "ip24", "phone", "phone_block", "fingerprint", "campaign",
-    "code", "store", "inviter", "address", "payment",
+    "code", "store", "inviter", "address", "payment", "geo",
 )
 
 MINUTE = 60
@@ -102,6 +102,13 @@ DEFAULT_WINDOWS: tuple[Window, ...] = (
     _w("phone_accounts_30d", D, "phone", 30 * DAY, "account", description="accounts using the phone in 30 days"),
     _w("pblk_accounts_1d", D, "phone_block", DAY, "account",
        description="accounts whose phone is in the same block of 100 numbers, in a day"),
+    # device-trait fingerprint (model + OS version + app version) and location concentration
+    _w("fp_accounts_1m", D, "fingerprint", MINUTE, "account",
+       description="accounts whose device reports the same model, OS version and app version, in a minute"),
+    _w("camp_accounts_1m", D, "campaign", MINUTE, "account",
+       description="accounts active in the campaign in a minute (the denominator of concentration rules)"),
+    _w("geo_accounts_1h", D, "geo", HOUR, "account",
+       description="accounts reporting the same GPS point (4 decimals, about 10 m), in an hour"),
     # campaign-scoped
     _w("camp_acct_payouts", C, "campaign+account", 30 * DAY, kinds=PAYOUT,
        description="payouts of the account in this campaign"),
