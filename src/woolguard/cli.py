@@ -299,6 +299,119 @@ def policy_features() -> None:
     console.print(t)
 
 
+# -- the decision service: serve, tenants, API keys (woolguard.api) --------------------------------
+
+tenant_app = typer.Typer(no_args_is_help=True, help="Tenants (brands) of the decision service.")
+key_app = typer.Typer(no_args_is_help=True, help="API keys: issue (printed once), list, revoke.")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(key_app, name="key")
+DbOpt = Annotated[str | None, typer.Option("--db", help="Database URL (default $WOOLGUARD_DATABASE_URL, "
+                                                        "else sqlite:///woolguard.db).")]
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (more than 1 needs --redis).")] = 1,
+    db: DbOpt = None,
+    redis: Annotated[str | None, typer.Option("--redis", help="Redis URL for shared feature state "
+                                                            "(default $WOOLGUARD_REDIS_URL).")] = None,
+    spill_dir: Annotated[Path | None, typer.Option(help="Where decision-log rows wait while the database "
+                                                        "is down (default $WOOLGUARD_SPILL_DIR, else .).")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the HTTP decision service (see docs/api.md)."""
+    import os
+    import tempfile
+
+    import uvicorn
+
+    if db:
+        os.environ["WOOLGUARD_DATABASE_URL"] = db
+    if redis:
+        os.environ["WOOLGUARD_REDIS_URL"] = redis
+    if spill_dir is not None:
+        os.environ["WOOLGUARD_SPILL_DIR"] = str(spill_dir)
+    if workers > 1 and not os.environ.get("WOOLGUARD_REDIS_URL"):
+        _fail("several workers need shared feature state: pass --redis URL (or set WOOLGUARD_REDIS_URL), "
+              "or run one worker")
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="woolguard-metrics-")
+    from woolguard.storage import open_database
+
+    open_database().close()  # migrate once, before the workers start
+    uvicorn.run("woolguard.api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level, access_log=False, loop="uvloop", http="httptools")
+
+
+@tenant_app.command("create")
+def tenant_create(tenant_id: Annotated[str, typer.Argument(help="Tenant id: lowercase letters, digits, - _.")],
+                  name: Annotated[str, typer.Option(help="Display name.")] = "", db: DbOpt = None) -> None:
+    """Create a tenant (a brand with its own keys, policies, lists, features and decision log)."""
+    from woolguard.api.keys import create_tenant
+    from woolguard.storage import open_database
+
+    with open_database(db) as database:
+        try:
+            create_tenant(database, tenant_id, name)
+        except ValueError as exc:
+            _fail(str(exc))
+    console.print(f"tenant {tenant_id} created")
+
+
+@tenant_app.command("list")
+def tenant_list(db: DbOpt = None) -> None:
+    from woolguard.api.keys import list_tenants
+    from woolguard.storage import open_database
+
+    with open_database(db) as database:
+        for t in list_tenants(database):
+            console.print(f"{t['id']}\t{t['name']}\t{'disabled' if t['disabled'] else 'active'}")
+
+
+@key_app.command("create")
+def key_create(tenant_id: Annotated[str, typer.Argument(help="The tenant the key acts for.")],
+               name: Annotated[str, typer.Option(help="What the key is for.")] = "", db: DbOpt = None) -> None:
+    """Issue an API key; it is printed once and stored only as a hash."""
+    from woolguard.api.keys import create_key
+    from woolguard.storage import open_database
+
+    with open_database(db) as database:
+        try:
+            key = create_key(database, tenant_id, name)
+        except LookupError as exc:
+            _fail(str(exc))
+    print(key)
+    err.print("[dim]store it now: woolguard keeps only its hash[/]")
+
+
+@key_app.command("revoke")
+def key_revoke(key: Annotated[str, typer.Argument(help="The key, or its first 10 characters.")],
+               db: DbOpt = None) -> None:
+    """Revoke a key (every worker refuses it within the key cache time, 5 s by default)."""
+    from woolguard.api.keys import revoke_key
+    from woolguard.storage import open_database
+
+    with open_database(db) as database:
+        n = revoke_key(database, key)
+    if n == 0:
+        _fail("no active key matches")
+    console.print(f"revoked {n} key(s)")
+
+
+@key_app.command("list")
+def key_list(tenant_id: Annotated[str | None, typer.Argument(help="Only this tenant's keys.")] = None,
+             db: DbOpt = None) -> None:
+    from woolguard.api.keys import list_keys
+    from woolguard.storage import open_database
+
+    with open_database(db) as database:
+        for k in list_keys(database, tenant_id):
+            console.print(f"{k['prefix']}…\t{k['tenant_id']}\t{k['name']}\t"
+                          f"{'revoked' if k['revoked_at'] else 'active'}")
+
+
 def main() -> None:  # pragma: no cover - entry point
     app()
 

@@ -159,10 +159,14 @@ class DecisionService:
         self._stop = threading.Event()
         if settings.redis_url:
             import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
 
+            # One client per worker, shared by the idempotency claims and every tenant's RedisState; no
+            # retries: a failure must reach the failure mode within the time budget.
             self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_s,
                                               socket_connect_timeout=settings.redis_timeout_s,
-                                              health_check_interval=0)
+                                              retry=Retry(NoBackoff(), 0), retry_on_timeout=False)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -199,7 +203,8 @@ class DecisionService:
             from woolguard.features.redis_state import RedisState
 
             self._redis_state_cls = RedisState
-        return self._redis_state_cls(self.settings.redis_url, tenant=tenant)
+        return self._redis_state_cls(self.settings.redis_url, tenant=tenant, client=self.redis,
+                                     timeout_s=self.settings.redis_timeout_s)
 
     def runtime(self, tenant: str) -> TenantRuntime:
         rt = self.tenants.get(tenant)

@@ -44,7 +44,7 @@ def record(row: dict[str, Any]) -> DecisionRecord:
 def _db(call: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return call(*args, **kwargs)
-    except (ValueError, HTTPException):
+    except (ValueError, LookupError, HTTPException):
         raise
     except Exception as exc:
         raise HTTPException(503, detail="the database is unreachable; retry later",
