@@ -54,3 +54,12 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         schema = VALIDATION_SCHEMA if code in (413, 422) else MESSAGE_SCHEMA
         out[code] = {"description": text[code], "content": {"application/json": {"schema": schema}}}
     return out
+
+
+def utc(value: Any) -> Any:
+    """Database timestamps as aware UTC datetimes (SQLite hands them back naive)."""
+    from datetime import UTC, datetime
+
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value

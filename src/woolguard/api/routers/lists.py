@@ -20,7 +20,7 @@ from woolguard.storage.lists import add_entry, list_entries
 from woolguard.storage.schema import list_entries as entries_table
 
 from ..auth import tenant_of
-from ..errors import responses
+from ..errors import responses, utc
 from ..service import DecisionService
 from .decisions import _db
 
@@ -62,7 +62,7 @@ class ListEntryOut(BaseModel):
 def _out(row: dict) -> ListEntryOut:
     return ListEntryOut(id=row["id"], list=row["list_kind"], entity=row["entity_type"], value=row["value"],
                         campaign_id=row["campaign_id"], reason=row["reason"], expires_at=row["expires_at"],
-                        created_at=row["created_at"], created_by=row["created_by"])
+                        created_at=utc(row["created_at"]), created_by=row["created_by"])
 
 
 def _reload(service: DecisionService, tenant: str) -> None:

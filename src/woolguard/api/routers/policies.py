@@ -16,7 +16,7 @@ from woolguard.rules.policy import Policy, PolicyError
 from woolguard.storage import policies as store
 
 from ..auth import tenant_of
-from ..errors import responses
+from ..errors import responses, utc
 from ..service import DecisionService
 from .decisions import _db
 
@@ -69,7 +69,7 @@ def _check(service: DecisionService, tenant: str, text: str) -> Policy:
 
 
 def _out(v: store.PolicyVersion, body: bool = False) -> PolicyOut:
-    return PolicyOut(policy_id=v.policy_id, version=v.version, active=v.active, created_at=v.created_at,
+    return PolicyOut(policy_id=v.policy_id, version=v.version, active=v.active, created_at=utc(v.created_at),
                      body=v.body if body else None)
 
 
