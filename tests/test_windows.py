@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 from hypothesis import given, settings
@@ -37,7 +38,7 @@ events = st.lists(
 
 def reference(history: list[tuple[int, str, str, EventKind, str | None]], now: int) -> list[int]:
     """What every window should say at the last event, computed from the whole history."""
-    ts, dev, acct, kind, camp = history[-1]
+    _ts, dev, acct, _kind, camp = history[-1]
     cnt = sum(1 for t, d, *_ in history if d == dev and t > now - 60_000)
     cnt_claims = sum(1 for t, d, _, k, _c in history if d == dev and k is EventKind.CLAIM and t > now - 600_000)
     last_seen: dict[str, int] = {}
@@ -49,13 +50,13 @@ def reference(history: list[tuple[int, str, str, EventKind, str | None]], now: i
     mine = [t for t, _, a, *_ in history if a == acct]
     # first seen: forgotten after 200 s of silence
     first = mine[0]
-    for prev, cur in zip(mine, mine[1:], strict=False):
+    for prev, cur in itertools.pairwise(mine):
         if cur - prev >= 200_000:
             first = cur
     first_s = (now - first) // 1000
     # gaps: the last GAP_HISTORY stamps since the last silence of >= 100 s
     recent = [mine[0]]
-    for prev, cur in zip(mine, mine[1:], strict=False):
+    for prev, cur in itertools.pairwise(mine):
         recent = [cur] if cur - prev >= 100_000 else [*recent, cur]
     gaps = gap_cv(recent[-GAP_HISTORY:])
     return [cnt, cnt_claims, dist, pair, first_s, gaps]
