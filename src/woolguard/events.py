@@ -163,6 +163,7 @@ class Category(enum.StrEnum):
     GANG = "gang"
     LIST = "list"
     MODEL = "model"
+    ENGINE = "engine"
 
 
 class Reason(msgspec.Struct, omit_defaults=True):

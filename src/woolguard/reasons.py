@@ -66,8 +66,8 @@ CODES: dict[str, ReasonCode] = {c.code: c for c in (
     ReasonCode("list.allow", _L, "On an allow list", "命中白名单"),
     ReasonCode("list.review", _L, "On a review list", "命中人工审核名单"),
     ReasonCode("model.score", _M, "The learned model rates this event risky", "风险模型评分高"),
-    ReasonCode("engine.rule_error", Category.BEHAVIOUR, "A rule could not be evaluated", "规则无法计算"),
-    ReasonCode("engine.degraded", Category.ENVIRONMENT, "A dependency failed; the policy's failure mode decided",
+    ReasonCode("engine.rule_error", Category.ENGINE, "A rule could not be evaluated", "规则无法计算"),
+    ReasonCode("engine.degraded", Category.ENGINE, "A dependency failed; the policy's failure mode decided",
                "依赖服务故障，按策略降级处理"),
 )}
 
