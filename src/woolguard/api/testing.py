@@ -98,6 +98,9 @@ class CuttableProxy:
                 client, _ = listener.accept()
             except OSError:
                 return
+            if not self._open:
+                client.close()
+                return
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
             except OSError:
@@ -126,6 +129,10 @@ class CuttableProxy:
     def cut(self) -> None:
         self._open = False
         if self._listener is not None:
+            try:  # wakes the accept() blocked in the other thread (close alone would not, on Linux)
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self._listener.close()
             self._listener = None
         with self._lock:
