@@ -21,7 +21,7 @@
 from __future__ import annotations
 
 import logging
-import queue
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -58,7 +58,9 @@ except Exception:  # pragma: no cover - until features/redis_state.py lands
 _DECISION = msgspec.json.Decoder(Decision)
 _ENCODE = msgspec.json.Encoder().encode
 REMEMBER_DEGRADED = 100_000
-PENDING_WAIT_S = 0.25
+PENDING_WAIT_S = 0.5
+#: How long the idempotency store waits for a claim to carry the pending decisions before sending them itself.
+STORE_IDLE_S = 0.02
 
 
 def _dependency_errors() -> tuple[type[BaseException], ...]:
@@ -154,7 +156,9 @@ class DecisionService:
         self.db_error = ""
         self.redis: Any = None
         self._redis_state_cls: Any = None
-        self._store_q: queue.SimpleQueue[tuple[str, bytes] | None] = queue.SimpleQueue()
+        self._stored: list[tuple[str, bytes]] = []  # decisions to store under their claim keys
+        self._last_claim = 0.0
+        self._stored_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         if settings.redis_url:
@@ -171,6 +175,8 @@ class DecisionService:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
+        # Background threads (log flush, reload) must not hold the GIL for 5 ms while a request waits on Redis.
+        sys.setswitchinterval(0.0005)
         self.dlog.start_background(self.settings.log_flush_s)
         self._spawn("woolguard-reload", self._poll_loop)
         if self.redis is not None:
@@ -183,7 +189,6 @@ class DecisionService:
 
     def close(self) -> None:
         self._stop.set()
-        self._store_q.put(None)
         for t in self._threads:
             t.join(timeout=5)
         self._threads.clear()
@@ -346,7 +351,7 @@ class DecisionService:
                 return self._degraded(rt, event, f"redis: {self.redis_breaker.last_error}")
             key = self.idem_key(tenant, eid)
             try:
-                old = self.redis.set(key, b"", nx=True, get=True, ex=self.settings.idempotency_ttl_s)
+                old = self._claim(key)
             except DEPENDENCY_ERRORS as exc:
                 return self._degraded(rt, event, "redis: " + self.redis_breaker.trip(exc))
             if old is not None:  # claimed before: by another worker, or by this one before a restart
@@ -359,12 +364,12 @@ class DecisionService:
         except DEPENDENCY_ERRORS as exc:
             decision = self._degraded(rt, event, "redis: " + self.redis_breaker.trip(exc), remember=False)
             if key is not None:
-                self._store_q.put((key, _ENCODE(decision)))
+                self._store(key, decision)
             rt.degraded_recent[eid] = decision
             return decision
         decision = self._own(decision, tenant)
         if key is not None:
-            self._store_q.put((key, _ENCODE(decision)))
+            self._store(key, decision)
         self._log(engine, event, decision, tenant)
         return decision
 
@@ -429,34 +434,48 @@ class DecisionService:
         row = get_decision(self.db, p.tenant, p.event_id)
         return decision_from_row(row) if row is not None else None
 
-    def _store_loop(self) -> None:
-        """Store decided events' decisions under their claim keys, many per round trip."""
+    def _claim(self, key: str) -> bytes | None:
+        """``SET key "" NX GET`` in the same round trip as the decisions waiting to be stored."""
+        self._last_claim = time.monotonic()
+        with self._stored_lock:
+            stored, self._stored = self._stored, []
         ttl = self.settings.idempotency_ttl_s
-        while True:
-            item = self._store_q.get()
-            if item is None:
-                return
-            batch = [item]
-            while len(batch) < 1000:
-                try:
-                    nxt = self._store_q.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._stop.set()
-                    break
-                batch.append(nxt)
+        if not stored:
+            return self.redis.set(key, b"", nx=True, get=True, ex=ttl)
+        pipe = self.redis.pipeline(transaction=False)
+        for k, v in stored:
+            pipe.set(k, v, ex=ttl)
+        pipe.set(key, b"", nx=True, get=True, ex=ttl)
+        try:
+            return pipe.execute()[-1]
+        except DEPENDENCY_ERRORS:
+            with self._stored_lock:
+                self._stored = stored + self._stored  # try again with the next claim
+            raise
+
+    def _store(self, key: str, decision: Decision) -> None:
+        value = _ENCODE(decision)
+        with self._stored_lock:
+            self._stored.append((key, value))
+
+    def _store_loop(self) -> None:
+        """When traffic pauses, store the decisions still waiting (under load the claims carry them)."""
+        ttl = self.settings.idempotency_ttl_s
+        while not self._stop.wait(STORE_IDLE_S):
+            if not self._stored or time.monotonic() - self._last_claim < STORE_IDLE_S:
+                continue
+            with self._stored_lock:
+                stored, self._stored = self._stored, []
             try:
                 pipe = self.redis.pipeline(transaction=False)
-                for key, value in batch:
-                    pipe.set(key, value, ex=ttl)
+                for k, v in stored:
+                    pipe.set(k, v, ex=ttl)
                 pipe.execute()
             except DEPENDENCY_ERRORS as exc:
+                with self._stored_lock:
+                    self._stored = stored + self._stored
                 metrics.DEPENDENCY_FAILURES.labels("redis").inc()
-                log.warning("idempotency store failed for %d decision(s) (retries fall back to the decision log): "
-                            "%s", len(batch), exc)
-            if self._stop.is_set():
-                return
+                log.warning("idempotency store of %d decision(s) failed, will retry: %s", len(stored), exc)
 
     # -- admin helpers ----------------------------------------------------------------------------
 
