@@ -1,10 +1,16 @@
 """Communities on the weighted account graph (Louvain from scikit-network) and how gang-like each is.
 
-The account × account projection (see :func:`woolguard.gangs.graph.project`) is clustered with Louvain;
-each community is then scored by its cohesion: the average, over its members, of the rarity weight of
-the attributes they share with at least one other member, each scaled by how exclusive it is to the
-community (its members holding it over all accounts holding it). A ring sharing devices, payment accounts and
-phone blocks scores high; 500 strangers who only share a mall's Wi-Fi score low, however many they are.
+The account × account projection (see :func:`woolguard.gangs.graph.project`) is clustered with Louvain.
+Each community is trimmed to its tied core and scored by:
+
+- cohesion: the average, over members, of the rarity weight of the attributes they share with at least
+  one other member, each scaled by its exclusivity (members holding it over all accounts holding it);
+- support: the share of members tied by two or more shared attributes;
+- redundancy: the share of tied member pairs sharing two or more attributes (the lockstep signature).
+
+``score = cohesion / (cohesion + half) × support × sqrt(redundancy)``. A ring sharing devices, payment
+accounts and phone blocks scores high; 500 strangers who only share a mall's Wi-Fi, or strangers chained
+by one chance coincidence each, score low however many they are.
 """
 
 from __future__ import annotations
@@ -25,7 +31,11 @@ class Communities:
     labels: np.ndarray  # (n_accounts,)
     size: np.ndarray  # (n_communities,)
     cohesion: np.ndarray  # (n_communities,) mean shared-attribute weight per member
-    score: np.ndarray  # (n_communities,) cohesion mapped to [0, 1)
+    score: np.ndarray  # (n_communities,) cohesion mapped to [0, 1), times support
+    support: np.ndarray  # (n_communities,) share of members with >= min_ties shared attributes
+    ties: np.ndarray  # (n_accounts,) attributes each account shares with others of its community
+    redundancy: np.ndarray  # (n_communities,) share of tied member pairs sharing >= 2 attributes
+    lockstep: np.ndarray  # (n_accounts,) shares >= 2 attributes with some member of its community
 
 
 def louvain_labels(adjacency: sp.spmatrix, resolution: float = 1.0, seed: int = 0) -> np.ndarray:
@@ -49,8 +59,15 @@ def louvain_labels(adjacency: sp.spmatrix, resolution: float = 1.0, seed: int = 
     return labels
 
 
-def community_cohesion(graph: AttributeGraph, labels: np.ndarray, half_score: float = 1.0) -> Communities:
-    """Size, cohesion and score of each community; ``score = cohesion / (cohesion + half_score)``."""
+def community_cohesion(
+    graph: AttributeGraph,
+    labels: np.ndarray,
+    half_score: float = 1.0,
+    min_ties: int = 2,
+    pair_counts: sp.spmatrix | None = None,
+) -> Communities:
+    """Size, cohesion, support and score of each community:
+    ``score = cohesion / (cohesion + half_score) × support``."""
     n_comm = int(labels.max()) + 1 if labels.size and labels.max() >= 0 else 0
     member = labels >= 0
     rows = np.nonzero(member)[0]
@@ -67,11 +84,64 @@ def community_cohesion(graph: AttributeGraph, labels: np.ndarray, half_score: fl
     shared = np.bincount(row, weights=counts.data * w, minlength=n_comm)
     size = np.bincount(labels[rows], minlength=n_comm)
     cohesion = shared / np.maximum(size, 1)
-    return Communities(labels=labels, size=size, cohesion=cohesion, score=cohesion / (cohesion + half_score))
+    # multi-tie support: share of members holding at least `min_ties` attributes shared in the community;
+    # a chain of strangers each sharing one thing with the next is not a gang, a device farm is
+    n_attr = graph.n_attributes
+    shared_keys = row.astype(np.int64) * n_attr + counts.indices
+    inc = graph.incidence.tocoo()
+    lab = labels[inc.row]
+    on = lab >= 0
+    edge_keys = lab[on].astype(np.int64) * n_attr + inc.col[on]
+    ties = np.bincount(inc.row[on], weights=np.isin(edge_keys, shared_keys), minlength=graph.n_accounts)
+    tied = np.bincount(labels[rows], weights=ties[rows] >= min_ties, minlength=n_comm)
+    support = tied / np.maximum(size, 1)
+    # lockstep redundancy: share of tied member pairs that share two or more attributes. A ring reuses
+    # the same device, number block and IP together; strangers chained by chance share one thing each.
+    redundancy = np.ones(n_comm)
+    lockstep = np.ones(graph.n_accounts, dtype=bool)
+    if pair_counts is not None:
+        pc = sp.triu(pair_counts, k=1).tocoo()
+        lab_r, lab_c = labels[pc.row], labels[pc.col]
+        same = (lab_r == lab_c) & (lab_r >= 0)
+        multi_pair = same & (pc.data >= 2)
+        tied_pairs = np.bincount(lab_r[same], minlength=n_comm)
+        multi = np.bincount(lab_r[multi_pair], minlength=n_comm)
+        redundancy = np.divide(multi, tied_pairs, out=np.zeros(n_comm), where=tied_pairs > 0)
+        lockstep = np.zeros(graph.n_accounts, dtype=bool)
+        lockstep[pc.row[multi_pair]] = True
+        lockstep[pc.col[multi_pair]] = True
+    score = cohesion / (cohesion + half_score) * support * np.sqrt(redundancy)
+    return Communities(
+        labels=labels,
+        size=size,
+        cohesion=cohesion,
+        score=score,
+        support=support,
+        ties=ties,
+        redundancy=redundancy,
+        lockstep=lockstep,
+    )
 
 
 def detect_communities(
-    graph: AttributeGraph, pair_budget: int = 8_000_000, resolution: float = 1.0, seed: int = 0
+    graph: AttributeGraph,
+    pair_budget: int = 14_000_000,
+    resolution: float = 1.0,
+    seed: int = 0,
+    min_ties: int = 2,
+    trim_rounds: int = 2,
 ) -> Communities:
-    """Project, cluster with Louvain, and score every community of ``graph``."""
-    return community_cohesion(graph, louvain_labels(project(graph, pair_budget), resolution, seed))
+    """Project, cluster with Louvain, trim every community to its tied core, and score it.
+
+    Louvain puts every linked account somewhere, so a ring's community may also hold neighbours tied
+    to it by a single attribute. Members with fewer than ``min_ties`` attributes shared inside their
+    community, or sharing two or more attributes with no other member, are dropped (label -1) and the
+    rest re-scored, ``trim_rounds`` times.
+    """
+    labels = louvain_labels(project(graph, pair_budget), resolution, seed)
+    pair_counts = project(graph, pair_budget, counts=True)
+    comm = community_cohesion(graph, labels, min_ties=min_ties, pair_counts=pair_counts)
+    for _ in range(trim_rounds):
+        labels = np.where((comm.ties >= min_ties) & comm.lockstep, comm.labels, -1)
+        comm = community_cohesion(graph, labels, min_ties=min_ties, pair_counts=pair_counts)
+    return comm

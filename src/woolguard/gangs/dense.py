@@ -161,3 +161,21 @@ def dense_blocks(
         drop = mask_r[coo.row] & mask_c[coo.col]
         b = sp.csr_matrix((coo.data[~drop], (coo.row[~drop], coo.col[~drop])), shape=(m, n))
     return blocks, score
+
+
+def throwaway_lockstep(b: sp.spmatrix) -> np.ndarray:
+    """Per-account score for rings of throwaway accounts: ``mean_a fresh_share(a) / degree(account)``.
+
+    ``fresh_share(a)`` is the share of attribute (target) ``a``'s accounts that have a single link: a
+    target hit by many accounts that exist for that one action. Dense blocks catch rings reusing their
+    resources; this catches the complementary shape, many disposable accounts each used once on the same
+    targets, which dense-subgraph scores miss (a star of one-link accounts is not dense).
+    """
+    b = sp.csr_matrix(b, dtype=np.float64, copy=True)
+    b.data[:] = 1.0
+    deg = np.asarray(b.sum(axis=1)).ravel()
+    one_shot = (deg == 1).astype(np.float64)
+    col_deg = np.asarray(b.sum(axis=0)).ravel()
+    fresh_share = np.divide(b.T @ one_shot, col_deg, out=np.zeros(b.shape[1]), where=col_deg > 0)
+    mean_share = np.divide(b @ fresh_share, deg, out=np.zeros(b.shape[0]), where=deg > 0)
+    return np.divide(mean_share, deg, out=np.zeros(b.shape[0]), where=deg > 0)

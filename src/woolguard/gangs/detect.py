@@ -39,7 +39,7 @@ def detect_gangs(
     min_community_score: float = 0.5,
     n_blocks: int = 10,
     min_lift: float = 3.0,
-    pair_budget: int = 8_000_000,
+    pair_budget: int = 14_000_000,
     seed: int = 0,
 ) -> GangReport:
     """Run every detector on ``graph`` and build the gang table (strongest gangs first)."""

@@ -180,12 +180,14 @@ def graph_from_frame(frame, **kwargs) -> AttributeGraph:
     return build_graph(col("account"), col("attr_type"), col("attr_value"), col("ts"), col("amount"), **kwargs)
 
 
-def project(graph: AttributeGraph, pair_budget: int = 30_000_000) -> sp.csr_matrix:
+def project(graph: AttributeGraph, pair_budget: int = 30_000_000, counts: bool = False) -> sp.csr_matrix:
     """Account × account weights ``W = B · diag(w / (deg - 1)) · Bᵀ`` (zero diagonal).
 
     Each attribute spreads its weight over the other accounts sharing it, so an attribute shared by
-    many contributes little to any one pair. Materialising the projection costs ``Σ deg²`` pairs; the
-    most popular attributes (the weakest glue) are dropped until that fits ``pair_budget``.
+    many contributes little to any one pair and pulls each holder with a total of at most ``w``.
+    Materialising the projection costs ``Σ deg²`` pairs; the most popular attributes (the weakest
+    glue) are dropped until that fits ``pair_budget``. With ``counts=True`` each entry is instead the
+    number of (kept) attributes the pair shares.
     """
     w = graph.attr_weight.copy()
     deg = graph.attr_degree.astype(np.float64)
@@ -197,6 +199,8 @@ def project(graph: AttributeGraph, pair_budget: int = 30_000_000) -> sp.csr_matr
         over = cum > pair_budget
         w[order[over]] = 0.0
     scale = np.divide(w, np.maximum(deg - 1, 1), where=w > 0, out=np.zeros_like(w))
+    if counts:
+        scale = (scale > 0).astype(np.float64)
     cols = np.nonzero(scale > 0)[0]
     b = graph.incidence[:, cols].tocsc()
     bw = b @ sp.diags(scale[cols].astype(np.float32))

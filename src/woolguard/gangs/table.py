@@ -58,18 +58,21 @@ def gang_from_rows(
 ) -> Gang:
     """Evidence for a set of account rows: the attributes two or more of them share, and their timeline."""
     rows = np.asarray(rows, dtype=np.int64)
-    sub = graph.incidence[rows]
-    counts = np.asarray(sub.sum(axis=0)).ravel()
-    shared = np.nonzero(counts >= 2)[0]
-    strength = counts[shared] * np.maximum(graph.attr_weight[shared], 1e-9)
-    top = shared[np.argsort(-strength, kind="stable")[:max_attributes]]
-    in_gang = np.zeros(graph.n_accounts, dtype=bool)
-    in_gang[rows] = True
-    tied = np.zeros(graph.n_attributes, dtype=bool)
-    tied[top] = True
-    e = np.nonzero(in_gang[graph.edge_account] & tied[graph.edge_attr])[0]
+    # the graph's edge arrays are sorted by (account, attribute), exactly like the incidence's CSR
+    # entries, so a member's links are the slice indptr[r]:indptr[r + 1]
+    ptr = graph.incidence.indptr
+    lengths = ptr[rows + 1] - ptr[rows]
+    e_all = np.repeat(ptr[rows] - np.cumsum(np.r_[0, lengths[:-1]]), lengths) + np.arange(lengths.sum())
+    attrs = graph.edge_attr[e_all]
+    uniq, counts = np.unique(attrs, return_counts=True)
+    keep = counts >= 2
+    shared, counts = uniq[keep], counts[keep]
+    strength = counts * np.maximum(graph.attr_weight[shared], 1e-9)
+    top_idx = np.argsort(-strength, kind="stable")[:max_attributes]
+    top, top_counts = shared[top_idx], counts[top_idx]
+    e = e_all[np.isin(attrs, top)]
     e = e[np.argsort(graph.edge_ts[e], kind="stable")]
-    all_e_ts = graph.edge_ts[in_gang[graph.edge_account]]
+    all_e_ts = graph.edge_ts[e_all]
     timeline = [
         TimelineEntry(
             int(graph.edge_ts[i]), graph.accounts[graph.edge_account[i]], graph.attribute_label(graph.edge_attr[i])
@@ -82,7 +85,7 @@ def gang_from_rows(
         members=list(graph.accounts[rows]),
         size=int(rows.size),
         score=float(score),
-        shared_attributes=[(graph.attribute_label(j), int(counts[j])) for j in top],
+        shared_attributes=[(graph.attribute_label(j), int(c)) for j, c in zip(top, top_counts, strict=True)],
         first_ts=int(all_e_ts.min()) if all_e_ts.size else 0,
         last_ts=int(all_e_ts.max()) if all_e_ts.size else 0,
         money=float(graph.account_amount[rows].sum()),
