@@ -18,13 +18,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from test_api import CLOSED_POLICY, settings_for
 from woolguard.api import Settings, create_app
 from woolguard.api.keys import create_key, create_tenant
 from woolguard.api.testing import CuttableProxy, PrivateRedis, event, tenant_with_key
 from woolguard.storage import open_database
 from woolguard.storage.schema import decisions
-
-from test_api import CLOSED_POLICY, settings_for
 
 N_EVENTS = 160
 
@@ -85,7 +84,8 @@ def test_same_decisions_in_process_and_on_redis_1_and_4_workers(tmp_path: Path, 
         for c in clients:
             c.app.state.service.dlog.flush()
         with svc.db.connect() as conn:
-            counts = dict(conn.execute(select(decisions.c.tenant_id, func.count()).group_by(decisions.c.tenant_id)).all())
+            query = select(decisions.c.tenant_id, func.count()).group_by(decisions.c.tenant_id)
+            counts = dict(conn.execute(query).all())
         assert counts == {"one": N_EVENTS, "four": N_EVENTS}  # retries logged once
     finally:
         for c in clients:

@@ -15,10 +15,9 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from test_api import settings_for
 from woolguard.api import create_app
 from woolguard.api.testing import tenant_with_key
-
-from test_api import settings_for
 
 _tmp = Path(tempfile.mkdtemp(prefix="wg-schemathesis-"))
 app = create_app(settings_for(_tmp))

@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from test_api import CLOSED_POLICY, settings_for
 from woolguard.api import create_app
 from woolguard.api.testing import event, tenant_with_key
-
-from test_api import CLOSED_POLICY, settings_for
 
 
 @pytest.fixture

@@ -85,7 +85,9 @@ class Engine:
         secret: bytes | None = None,
         tz_offset_hours: int = 8,
         remember: int = 100_000,
+        tenant: str = "default",
     ):
+        self.tenant = tenant
         self.state: FeatureState = state if state is not None else MemoryState()
         self.window_names = [w.name for w in self.state.windows]
         self.feature_names = self.window_names + list(STATIC_FEATURES)
@@ -125,6 +127,10 @@ class Engine:
         if event.phone_hash is not None and not event.phone_hash.startswith("k:"):
             return msgspec.structs.replace(event, phone_hash="k:" + self.phones.keyed("h:" + event.phone_hash))
         return event
+
+    def recall(self, event_id: str) -> Decision | None:
+        """The decision this engine already gave for ``event_id`` (within its memory), if any."""
+        return self._recent.get(event_id)
 
     def decide(self, event: Event) -> Decision:
         prior = self._recent.get(event.event_id)
@@ -253,11 +259,12 @@ class Engine:
         if outcome_floor is Outcome.REVIEW and outcome in (Outcome.PASS, Outcome.VERIFY):
             outcome = Outcome.REVIEW
         final_challenge = strongest(action.challenge, challenge) if outcome is Outcome.VERIFY else None
-        return Decision(decision_id=decision_id(ev.event_id), event_id=ev.event_id, level=level, outcome=outcome,
-                        score=score, reasons=reasons, challenge=final_challenge, policy=policy.ref, features=feats)
+        return Decision(decision_id=decision_id(ev.event_id, self.tenant), event_id=ev.event_id, level=level,
+                        outcome=outcome, score=score, reasons=reasons, challenge=final_challenge, policy=policy.ref,
+                        features=feats)
 
 
-def decision_id(event_id: str, tenant: str = "") -> str:
+def decision_id(event_id: str, tenant: str = "default") -> str:
     """Deterministic: a retried or replayed event gets the same decision id."""
     return "d_" + hashlib.blake2b(f"{tenant}\x00{event_id}".encode(), digest_size=12).hexdigest()
 

@@ -213,7 +213,8 @@ class EventError(ValueError):
         super().__init__(f"{where}{message} (at {field})")
 
 
-def _error(exc: msgspec.ValidationError | msgspec.DecodeError, line: int | None = None) -> EventError:
+def validation_error(exc: msgspec.ValidationError | msgspec.DecodeError, line: int | None = None) -> EventError:
+    """An :class:`EventError` naming the field, from msgspec's error."""
     text = str(exc)
     field = "$"
     if " - at `" in text:
@@ -227,14 +228,14 @@ def decode_event(data: bytes | str, line: int | None = None) -> Event:
     try:
         return _decoder.decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise _error(exc, line) from None
+        raise validation_error(exc, line) from None
 
 
 def event_from_dict(obj: dict[str, Any], line: int | None = None) -> Event:
     try:
         return msgspec.convert(obj, Event)
     except msgspec.ValidationError as exc:
-        raise _error(exc, line) from None
+        raise validation_error(exc, line) from None
 
 
 def encode(obj: Any) -> bytes:

@@ -218,7 +218,7 @@ class DecisionService:
         with self._tenants_lock:
             rt = self.tenants.get(tenant)
             if rt is None:
-                engine = Engine(state=self.feature_state(tenant), phones=self.phones, ips=self.ips)
+                engine = Engine(state=self.feature_state(tenant), phones=self.phones, ips=self.ips, tenant=tenant)
                 rt = TenantRuntime(tenant, engine)
                 self._load(rt)
                 self.tenants[tenant] = rt
@@ -339,7 +339,7 @@ class DecisionService:
         rt = self.runtime(tenant)
         engine = rt.engine
         eid = event.event_id
-        prior = engine._recent.get(eid) or rt.degraded_recent.get(eid)
+        prior = engine.recall(eid) or rt.degraded_recent.get(eid)
         if prior is not None:
             metrics.DUPLICATES.labels(tenant).inc()
             return self._own(prior, tenant)

@@ -24,7 +24,7 @@ class DecisionRecord(Decision, kw_only=True):
     kind: str
     account_id: str
     campaign_id: str | None = None
-    event: dict[str, Any] = {}
+    event: dict[str, Any] = {}  # noqa: RUF012 - msgspec copies mutable defaults
 
 
 class DecisionList(msgspec.Struct):

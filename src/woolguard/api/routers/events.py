@@ -121,10 +121,10 @@ async def post_batch(request: Request, tenant: str = Depends(tenant_of)) -> Resp
     try:
         batch = _batch_decoder.decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        from woolguard.events import _error
+        from woolguard.events import validation_error
 
         metrics.ERRORS.labels("bad_event").inc()
-        return event_error_response(_error(exc))
+        return event_error_response(validation_error(exc))
     if len(batch.events) > service.settings.max_batch_events:
         metrics.ERRORS.labels("bad_event").inc()
         raise HTTPException(422, detail=[{"loc": path_to_loc("$.events"), "type": "too_long",

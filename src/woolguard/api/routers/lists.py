@@ -91,7 +91,7 @@ def post_entry(body: ListEntryIn, request: Request, tenant: str = Depends(tenant
 @router.get("/v1/lists", response_model=list[ListEntryOut], responses=responses(401, 422, 503),
             summary="Entries in force")
 def get_entries(request: Request, tenant: str = Depends(tenant_of),
-                list: Literal["block", "allow", "review"] | None = None,  # noqa: A002
+                list: Literal["block", "allow", "review"] | None = None,
                 entity: Entity | None = None,  # type: ignore[valid-type]
                 campaign_id: str | None = Query(None, max_length=128)) -> list[ListEntryOut]:
     rows = _db(list_entries, request.app.state.service.db, tenant, list_kind=list, entity_type=entity,

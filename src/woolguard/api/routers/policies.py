@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
