@@ -67,3 +67,19 @@ def redis_url() -> str:
     client.flushdb()
     client.close()
     return REDIS_URL
+
+
+@pytest.fixture
+def redis_shared_url() -> str:
+    """redis://127.0.0.1:6379/15, *not* emptied: for tests that keep to keys of their own (a fresh tenant),
+    so that runs in parallel (xdist, or two people's runs) cannot wipe each other's keys mid-test."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        _unavailable("Redis", str(exc))
+    finally:
+        client.close()
+    return REDIS_URL

@@ -1,0 +1,339 @@
+"""RedisState against the real Redis (db 15): same values as MemoryState, atomic, isolated, expiring, failing fast."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import random
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+import pytest
+import redis
+
+from woolguard.engine import Engine
+from woolguard.events import EventKind
+from woolguard.features import FeatureStateUnavailable, MemoryState, RedisState
+from woolguard.features import state as memory_module
+from woolguard.features.catalog import DEFAULT_WINDOWS, MAX_ENTRIES, Window, WindowOp
+from woolguard.sim import SimConfig, simulate
+
+pytestmark = pytest.mark.redis
+
+C, D, F, G = WindowOp.COUNT, WindowOp.DISTINCT, WindowOp.FIRST_SEEN, WindowOp.GAPS
+CLAIMS = frozenset({EventKind.CLAIM, EventKind.SCAN})
+
+#: Short windows, every op, kinds filters and a composite key: expiry and forgetting happen within a test.
+SHORT = (
+    Window("dev_n_2s", C, ("device",), 2),
+    Window("dev_claims_5s", C, ("device",), 5, kinds=CLAIMS),
+    Window("dev_accts_3s", D, ("device",), 3, member="account"),
+    Window("ip_devs_4s", D, ("ip",), 4, member="device", kinds=CLAIMS),
+    Window("acct_seen_s", F, ("account",), 6),
+    Window("dev_seen_s", F, ("device",), 2, kinds=CLAIMS),
+    Window("acct_gaps", G, ("account",), 5),
+    Window("ip_gaps", G, ("ip",), 3, kinds=CLAIMS),
+    Window("camp_dev_n", C, ("campaign", "device"), 4),
+)
+
+
+_used: list[str] = []
+
+
+def tenant() -> str:
+    """A fresh tenant: tests keep to keys of their own and delete them afterwards (see ``cleanup``)."""
+    name = "t" + uuid.uuid4().hex[:12]
+    _used.append(name)
+    return name
+
+
+@pytest.fixture(autouse=True)
+def cleanup(request):
+    url = request.getfixturevalue("redis_shared_url") if "redis_shared_url" in request.fixturenames else None
+    yield
+    if url is not None:
+        for name in _used:
+            RedisState(url, tenant=name).clear()
+    _used.clear()
+
+
+def state(url: str, **kw) -> RedisState:
+    kw.setdefault("tenant", tenant())
+    kw.setdefault("timeout_s", 2.0)
+    return RedisState(url, **kw)
+
+
+class RoundRobin:
+    """Spreads one event stream over several backends, as a pool of workers would."""
+
+    def __init__(self, states: list[RedisState]):
+        self.states = states
+        self.windows = states[0].windows
+        self.n = 0
+
+    def observe(self, ts_ms, kind, entities):
+        self.n += 1
+        return self.states[self.n % len(self.states)].observe(ts_ms, kind, entities)
+
+    def peek(self, ts_ms, entities):
+        return self.states[self.n % len(self.states)].peek(ts_ms, entities)
+
+
+# -- equivalence -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def campaign():
+    events = list(simulate(SimConfig(seed=3, scale=0.05)))
+    engine = Engine(state=MemoryState())
+    return events, [engine.decide(ev) for ev in events]
+
+
+def test_engine_on_redis_decides_exactly_as_on_memory(redis_shared_url, campaign):
+    events, expected = campaign
+    engine = Engine(state=state(redis_shared_url))
+    for ev, want in zip(events, expected, strict=True):
+        got = engine.decide(ev)
+        assert got.features == want.features, ev.event_id
+        assert got == want
+
+
+def test_four_workers_sharing_one_tenant_decide_exactly_as_one_memory(redis_shared_url, campaign):
+    events, expected = campaign
+    name = tenant()
+    pool = RoundRobin([state(redis_shared_url, tenant=name) for _ in range(4)])
+    assert len({id(s.client) for s in pool.states}) == 4
+    engine = Engine(state=pool)
+    for ev, want in zip(events, expected, strict=True):
+        assert engine.decide(ev) == want, ev.event_id
+
+
+def random_stream(rng: random.Random, n: int):
+    """Few entities, many equal timestamps, gaps around the window lengths, missing entities, every kind."""
+    ts = 1_700_000_000_000
+    kinds = list(EventKind)
+    for _ in range(n):
+        ts += rng.choice((0, 0, 1, 7, 400, 999, 1000, 1001, 2500, 4000, 7000))
+        ents = {
+            "account": rng.choice(("a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "")),
+            "device": rng.choice(("d1", "d2", "d3", None)),
+            "ip": rng.choice(("10.0.0.1", "10.0.0.2", None)),
+            "campaign": rng.choice(("c1", "c2", None)),
+        }
+        yield ts, rng.choice(kinds), ents
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_streams_with_saturation_match_memory_exactly(redis_shared_url, monkeypatch, seed):
+    # Tiny caps so that counts saturate, distinct sets evict their least recently seen member (with ties),
+    # and gap histories roll over; patched where each backend reads them.
+    from woolguard.features import catalog
+
+    monkeypatch.setattr(catalog, "MAX_ENTRIES", 4)
+    monkeypatch.setattr(catalog, "GAP_HISTORY", 4)
+    monkeypatch.setattr(memory_module, "MAX_ENTRIES", 4)
+    monkeypatch.setattr(memory_module, "GAP_HISTORY", 4)
+    rng = random.Random(seed)
+    mem, red = MemoryState(SHORT), state(redis_shared_url, windows=SHORT)
+    for ts, kind, ents in random_stream(rng, 1500):
+        if rng.random() < 0.1:  # (not later than the next event: MemoryState.peek forgets what expired by then)
+            assert red.peek(ts, ents) == mem.peek(ts, ents)
+        assert red.observe(ts, kind, ents) == mem.observe(ts, kind, ents), (ts, kind, ents)
+    for later in (ts, ts + 1500, ts + 3500, ts + 7000):
+        assert red.peek(later, ents) == mem.peek(later, ents)
+
+
+def test_counts_saturate_at_max_entries_like_memory(redis_shared_url):
+    windows = (Window("dev_n", C, ("device",), 60), Window("dev_accts", D, ("device",), 60, member="account"))
+    mem, red = MemoryState(windows), state(redis_shared_url, windows=windows)
+    ts = 1_700_000_000_000
+    for i in range(MAX_ENTRIES + 50):
+        ents = {"device": "d", "account": f"a{i % (MAX_ENTRIES + 10)}"}
+        assert red.observe(ts + i // 100, EventKind.CLAIM, ents) == mem.observe(ts + i // 100, EventKind.CLAIM, ents)
+    assert red.peek(ts + 100, {"device": "d"}) == [MAX_ENTRIES, MAX_ENTRIES]
+
+
+def test_missing_entities_and_empty_state(redis_shared_url):
+    red = state(redis_shared_url)
+    empty = [-1 if w.op is G else 0 for w in DEFAULT_WINDOWS]
+    assert red.peek(1_700_000_000_000, {"account": "nobody"}) == empty
+    assert red.observe(1_700_000_000_000, EventKind.LOGIN, {}) == empty
+    assert list(red.stored_keys()) == []
+
+
+# -- concurrency -------------------------------------------------------------------------------------
+
+HOT = {"device": "d-hot", "ip": "10.9.9.9", "campaign": "c1"}
+PER_WORKER = 250
+
+
+def hammer(url: str, name: str, worker: int) -> list[int]:
+    """One worker's events on the shared device: returns the device's payout count after each."""
+    st = RedisState(url, tenant=name, timeout_s=5.0)
+    index = [w.name for w in st.windows].index("dev_payouts_1d")
+    ts = 1_700_000_000_000
+    return [st.observe(ts, EventKind.CLAIM, {**HOT, "account": f"w{worker}-{i}"})[index] for i in range(PER_WORKER)]
+
+
+def check_exact(url: str, name: str, results: list[list[int]]) -> None:
+    total = len(results) * PER_WORKER
+    # Each event saw its own count: no two updates interleaved, none lost.
+    assert sorted(v for r in results for v in r) == list(range(1, total + 1))
+    final = dict(zip([w.name for w in DEFAULT_WINDOWS],
+                     RedisState(url, tenant=name).peek(1_700_000_000_000, HOT), strict=True))
+    assert final["dev_payouts_1d"] == final["dev_payouts_10m"] == final["ip_payouts_10m"] == total
+    assert final["dev_accounts_1d"] == final["ip_accounts_1h"] == total
+
+
+def test_threads_hammering_one_device_lose_no_update(redis_shared_url):
+    name = tenant()
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(hammer, [redis_shared_url] * 8, [name] * 8, range(8)))
+    check_exact(redis_shared_url, name, results)
+
+
+def test_processes_hammering_one_device_lose_no_update(redis_shared_url):
+    name = tenant()
+    with ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn")) as pool:
+        results = list(pool.map(hammer, [redis_shared_url] * 4, [name] * 4, range(4)))
+    check_exact(redis_shared_url, name, results)
+
+
+# -- tenants and expiry ------------------------------------------------------------------------------
+
+
+def test_tenants_do_not_see_each_other(redis_shared_url):
+    a, b = state(redis_shared_url), state(redis_shared_url)
+    ents = {"account": "u1", "device": "d1", "ip": "1.2.3.4", "campaign": "c1"}
+    ts = 1_700_000_000_000
+    a.observe(ts, EventKind.CLAIM, ents)
+    before = a.peek(ts + 1000, ents)
+    for i in range(20):
+        b.observe(ts + i, EventKind.CLAIM, {**ents, "account": f"u{i}"})
+    assert a.peek(ts + 1000, ents) == before
+    assert b.peek(ts + 1000, ents) != before
+    assert all(k.startswith(f"wg:{{{a.tenant}}}:".encode()) for k in a.stored_keys())
+    assert not set(a.stored_keys()) & set(b.stored_keys())
+    assert a.clear() > 0
+    assert list(a.stored_keys()) == [] and list(b.stored_keys())
+
+
+@pytest.mark.parametrize("bad", ["", "a:b", "{x}", "a b", "a*", "x" * 65])
+def test_tenant_names_cannot_escape_their_namespace(bad):
+    with pytest.raises(ValueError, match="tenant"):
+        RedisState(tenant=bad)
+
+
+def test_every_key_expires_one_window_after_its_last_update(redis_shared_url):
+    windows = (
+        Window("n_1s", C, ("device",), 1), Window("accts_1s", D, ("device",), 1, member="account"),
+        Window("seen_1s", F, ("device",), 1), Window("gaps_1s", G, ("device",), 1),
+        Window("n_2s", C, ("account",), 2), Window("seen_30s", F, ("account",), 30),
+    )
+    red = state(redis_shared_url, windows=windows)
+    r = red.client
+    ents = {"device": "d", "account": "a"}
+    for i in range(5):
+        red.observe(1_700_000_000_000 + i, EventKind.CLAIM, ents)
+    ttl = {k.decode().split(":")[2]: r.pttl(k) for k in red.stored_keys()}
+    horizon = {w.name: w.window_s * 1000 for w in windows}
+    assert set(ttl) == {*horizon, "seq"}
+    assert ttl.pop("seq") == -1  # the tenant's event sequence: one small key, kept
+    for name, pttl in ttl.items():
+        assert horizon[name] - 500 < pttl <= horizon[name], name
+    # A read (peek, or a window whose kinds exclude the event) does not extend a key's life.
+    r.pexpire(f"{red.prefix}seen_30s:a", 10_000)
+    red.peek(1_700_000_000_010, ents)
+    assert r.pttl(f"{red.prefix}seen_30s:a") <= 10_000
+    time.sleep(1.1)
+    left = {k.decode().split(":")[2] for k in red.stored_keys()}
+    assert left == {"n_2s", "seen_30s", "seq"}
+
+
+# -- failures ----------------------------------------------------------------------------------------
+
+
+class Proxy:
+    """A TCP proxy to Redis whose mode a test flips: 'up' forwards, 'stall' accepts and never answers."""
+
+    def __init__(self, target: tuple[str, int]):
+        self.target = target
+        self.mode = "stall"
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            if self.mode == "stall":
+                self.held.append(conn)
+                continue
+            upstream = socket.create_connection(self.target)
+            for src, dst in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.server.close()
+        for s in self.held:
+            s.close()
+
+
+EVENT = (1_700_000_000_000, EventKind.CLAIM, {"account": "a", "device": "d"})
+
+
+def test_refused_connection_fails_fast_with_a_clear_error():
+    red = RedisState("redis://127.0.0.1:1/15", tenant="acme", timeout_s=0.2)
+    start = time.monotonic()
+    with pytest.raises(FeatureStateUnavailable, match=r"127\.0\.0\.1:1/15 \(tenant acme\).*ConnectionError"):
+        red.observe(*EVENT)
+    with pytest.raises(FeatureStateUnavailable):
+        red.peek(EVENT[0], EVENT[2])
+    assert time.monotonic() - start < 0.5
+
+
+def test_a_silent_server_times_out_within_the_budget_then_recovers_by_itself(redis_shared_url):
+    url = redis.connection.parse_url(redis_shared_url)
+    proxy = Proxy((url.get("host", "127.0.0.1"), url.get("port", 6379)))
+    try:
+        red = RedisState(f"redis://127.0.0.1:{proxy.port}/15", tenant=tenant(), timeout_s=0.2)
+        for _ in range(2):
+            start = time.monotonic()
+            with pytest.raises(FeatureStateUnavailable, match="Timeout"):
+                red.observe(*EVENT)
+            assert time.monotonic() - start < 2 * 0.2 + 0.2
+        proxy.mode = "up"
+        values = red.observe(*EVENT)  # no reset, no new object: the next call simply works
+        assert values == MemoryState().observe(*EVENT)
+    finally:
+        proxy.close()
+
+
+def test_a_script_unknown_to_the_server_is_loaded_on_first_use(redis_shared_url):
+    # A catalogue nobody used before has a script Redis has never seen: the first EVALSHA gets NOSCRIPT.
+    odd = random.Random().randrange(10**6, 10**7)
+    windows = (Window("n_odd", C, ("device",), odd),)
+    red = state(redis_shared_url, windows=windows)
+    assert red.client.script_exists(red.sha) == [False]
+    assert red.observe(*EVENT) == [1]
+    assert red.client.script_exists(red.sha) == [True]
+    assert red.observe(*EVENT) == [2]
