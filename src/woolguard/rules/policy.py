@@ -98,7 +98,7 @@ class Policy:
     failure_mode: str = "open"
     description: str = ""
     source: str = ""
-    _programs: dict[EventKind, tuple[Any, list[Rule], list[str]]] = field(default_factory=dict, repr=False)
+    _programs: dict[EventKind, list[_Compiled]] = field(default_factory=dict, repr=False)
 
     @property
     def ref(self) -> str:
@@ -115,40 +115,55 @@ class Policy:
     def action(self, level: int) -> LevelAction:
         return self.outcomes[level]
 
-    def program_for(self, kind: EventKind) -> tuple[Any, list[Rule], list[str]]:
-        """(compiled CEL program or None, the rules it evaluates in order, the features it needs)."""
+    def program_for(self, kind: EventKind) -> list[_Compiled]:
+        """The rules that apply to ``kind``, each compiled once, in policy order."""
         hit = self._programs.get(kind)
         if hit is None:
-            rules = [r for r in self.rules if r.kinds is None or kind in r.kinds]
-            program = cel.compile("[" + ",".join(f"({r.when})" for r in rules) + "]") if rules else None
-            needed = sorted({name for r in rules for name in r.refs})
-            hit = self._programs[kind] = (program, rules, needed)
+            hit = self._programs[kind] = [_compiled(r) for r in self.rules if r.kinds is None or kind in r.kinds]
         return hit
 
     def evaluate(self, kind: EventKind, features: dict[str, Any]) -> tuple[list[Rule], list[Rule]]:
-        """The rules that fired, and those that raised an error, for one event."""
-        program, rules, needed = self.program_for(kind)
-        if program is None:
-            return [], []
-        ctx = {name: features[name] for name in needed}
-        try:
-            result = program.execute(ctx)
-        except Exception:  # one bad value: fall back to rule-by-rule to find which rule failed
-            return self._evaluate_each(rules, ctx)
-        return [r for r, hit in zip(rules, result, strict=True) if hit is True], []
+        """The rules that fired, and those that raised an error, for one event.
 
-    @staticmethod
-    def _evaluate_each(rules: list[Rule], ctx: dict[str, Any]) -> tuple[list[Rule], list[Rule]]:
-        fired, failed = [], []
-        for r in rules:
-            try:
-                hit = cel.evaluate(r.when, {k: ctx[k] for k in r.refs})
-            except Exception:
-                failed.append(r)
-                continue
-            if hit is True:
-                fired.append(r)
+        A CEL expression is a pure function of the variables it reads, so each rule's verdict is kept per
+        distinct tuple of those values (most rules read one or two small counts or flags): CEL runs only
+        for combinations not seen recently. Caches are bounded (cleared when full).
+        """
+        fired: list[Rule] = []
+        failed: list[Rule] = []
+        for c in self.program_for(kind):
+            refs = c.refs
+            key = features[refs[0]] if c.single else tuple([features[n] for n in refs])
+            cache = c.cache
+            verdict = cache.get(key)
+            if verdict is None:
+                try:
+                    verdict = c.program.execute({n: features[n] for n in refs}) is True
+                except Exception:
+                    failed.append(c.rule)
+                    continue
+                if len(cache) >= _CACHE_SIZE:
+                    cache.clear()
+                cache[key] = verdict
+            if verdict:
+                fired.append(c.rule)
         return fired, failed
+
+
+_CACHE_SIZE = 4096
+
+
+@dataclass(slots=True)
+class _Compiled:
+    rule: Rule
+    program: Any
+    refs: tuple[str, ...]
+    single: bool
+    cache: dict[Any, bool]
+
+
+def _compiled(rule: Rule) -> _Compiled:
+    return _Compiled(rule, cel.compile(rule.when), rule.refs, len(rule.refs) == 1, {})
 
 
 # -----------------------------------------------------------------------------------------------
