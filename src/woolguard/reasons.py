@@ -29,6 +29,8 @@ CODES: dict[str, ReasonCode] = {c.code: c for c in (
     ReasonCode("account.payout_limit", _A, "Account took more payouts than the campaign allows",
                "账号领取次数超过活动限制"),
     ReasonCode("account.many_devices", _A, "Account used many devices", "账号关联设备过多"),
+    ReasonCode("account.new_device", _A, "Known account suddenly on a device never seen before",
+               "老账号突然使用从未出现过的设备"),
     ReasonCode("account.rotating_ip", _A, "Account switched IPs very often (dial-up rotation)",
                "账号频繁更换IP（秒拨）"),
     ReasonCode("account.trusted", _A, "Established account with a long, consistent history",
