@@ -17,7 +17,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="woolguard: decide each campaign event's risk, find gangs, keep budgets exact.")
 policy_app = typer.Typer(no_args_is_help=True, help="Check and show policies.")
 app.add_typer(policy_app, name="policy")
-console = Console()
+# Reports are wide: keep them readable when the output is a pipe or a CI log.
+console = Console() if sys.stdout.isatty() else Console(width=120)
 err = Console(stderr=True)
 
 

@@ -88,7 +88,7 @@ class _Group:
     First-seen windows live in groups of their own: they are kept far longer than the others.
     """
 
-    __slots__ = ("composite", "data", "horizon", "items", "key", "single")
+    __slots__ = ("_plans", "composite", "data", "horizon", "items", "key", "single")
 
     def __init__(self, key: tuple[str, ...], windows: list[tuple[int, Window]]):
         self.key = key
@@ -97,6 +97,15 @@ class _Group:
         self.data: OrderedDict[str, list] = OrderedDict()
         self.horizon = max(w.window_s for _, w in windows) * 1000
         self.items = [(index, _OPCODES[w.op], w.window_s * 1000, w.member, w.kinds) for index, w in windows]
+        self._plans: dict[EventKind | None, list[tuple[int, int, int, int, str | None, bool]]] = {}
+
+    def plan(self, kind: EventKind | None) -> list[tuple[int, int, int, int, str | None, bool]]:
+        """(slot, output index, op, horizon, member, update?) per window, for events of ``kind``."""
+        hit = self._plans.get(kind)
+        if hit is None:
+            hit = self._plans[kind] = [(i, index, op, horizon, member, kind is not None and (kinds is None or kind in kinds))
+                                       for i, (index, op, horizon, member, kinds) in enumerate(self.items)]
+        return hit
 
     def sweep(self, now: int, budget: int = SWEEP_BATCH) -> int:
         """Drop up to ``budget`` keys not updated within the group's longest window."""
@@ -162,11 +171,10 @@ class MemoryState:
                 data.move_to_end(key)
                 if ts > rec[-1]:
                     rec[-1] = ts
-            for i, (index, op, horizon, member_name, kinds) in enumerate(group.items):
-                upd = update and (kinds is None or kind in kinds)
+            for i, index, op, horizon, member_name, upd in group.plan(kind if update else None):
                 entry = rec[i]
                 cutoff = ts - horizon
-                if op == _COUNT:
+                if op == 0:  # count
                     if entry is None:
                         if not upd:
                             continue
@@ -176,7 +184,7 @@ class MemoryState:
                     while entry and entry[0] <= cutoff:
                         entry.popleft()
                     out[index] = len(entry)
-                elif op == _DISTINCT:
+                elif op == 1:  # distinct
                     member = get(member_name) if upd else None
                     if entry is None:
                         if member is None:
@@ -194,7 +202,7 @@ class MemoryState:
                             break
                         del entry[first]
                     out[index] = len(entry)
-                elif op == _FIRST:
+                elif op == 2:  # first seen
                     if entry is not None and entry[1] <= cutoff:  # forgotten, even if not swept yet
                         entry = rec[i] = None
                     if entry is None:
