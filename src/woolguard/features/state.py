@@ -103,8 +103,10 @@ class _Group:
         """(slot, output index, op, horizon, member, update?) per window, for events of ``kind``."""
         hit = self._plans.get(kind)
         if hit is None:
-            hit = self._plans[kind] = [(i, index, op, horizon, member, kind is not None and (kinds is None or kind in kinds))
-                                       for i, (index, op, horizon, member, kinds) in enumerate(self.items)]
+            hit = self._plans[kind] = [
+                (i, index, op, horizon, member, kind is not None and (kinds is None or kind in kinds))
+                for i, (index, op, horizon, member, kinds) in enumerate(self.items)
+            ]
         return hit
 
     def sweep(self, now: int, budget: int = SWEEP_BATCH) -> int:
