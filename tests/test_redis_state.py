@@ -146,6 +146,67 @@ def test_random_streams_with_saturation_match_memory_exactly(redis_shared_url, m
         assert red.peek(later, ents) == mem.peek(later, ents)
 
 
+#: Windows that share a ZSET in Redis (same key, member and kinds, different lengths) next to ones that do not.
+SHARING = (
+    Window("dev_n_2s", C, ("device",), 2),
+    Window("dev_n_5s", C, ("device",), 5),
+    Window("dev_claims_1s", C, ("device",), 1, kinds=CLAIMS),
+    Window("dev_claims_4s", C, ("device",), 4, kinds=CLAIMS),
+    Window("dev_accts_3s", D, ("device",), 3, member="account"),
+    Window("dev_accts_1s", D, ("device",), 1, member="account"),
+    Window("dev_accts_6s", D, ("device",), 6, member="account"),
+    Window("dev_ips_2s", D, ("device",), 2, member="ip"),
+    Window("camp_dev_n_1s", C, ("campaign", "device"), 1),
+    Window("camp_dev_n_3s", C, ("campaign", "device"), 3),
+)
+
+
+def test_windows_sharing_one_zset():
+    from woolguard.features.redis_state import shared_with
+
+    assert shared_with(SHARING) == [1, None, 3, None, 6, 6, None, None, 9, None]
+    names = [w.name for w in DEFAULT_WINDOWS]
+    pairs = {(names[i], names[j]) for i, j in enumerate(shared_with(DEFAULT_WINDOWS)) if j is not None}
+    assert pairs == {("dev_payouts_10m", "dev_payouts_1d"), ("dev_accounts_1d", "dev_accounts_7d")}
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6])
+def test_shared_zsets_match_memory_exactly_with_saturation(redis_shared_url, monkeypatch, seed):
+    from woolguard.features import catalog
+
+    monkeypatch.setattr(catalog, "MAX_ENTRIES", 4)
+    monkeypatch.setattr(memory_module, "MAX_ENTRIES", 4)
+    rng = random.Random(seed)
+    mem, red = MemoryState(SHARING), state(redis_shared_url, windows=SHARING)
+    for ts, kind, ents in random_stream(rng, 1500):
+        if rng.random() < 0.1:
+            assert red.peek(ts, ents) == mem.peek(ts, ents)
+        assert red.observe(ts, kind, ents) == mem.observe(ts, kind, ents), (ts, kind, ents)
+    for later in (ts, ts + 1500, ts + 3500, ts + 7000):
+        assert red.peek(later, ents) == mem.peek(later, ents)
+    kept = {k.decode().split(":")[2] for k in red.stored_keys()}
+    assert kept <= {"dev_n_5s", "dev_claims_4s", "dev_accts_6s", "dev_ips_2s", "camp_dev_n_3s", "seq"}
+
+
+def test_claim_in_the_same_script_call(redis_shared_url):
+    red = state(redis_shared_url)
+    r = red.client
+    claim = f"{red.prefix}idem:e1"
+    ts, kind, ents = EVENT
+    cmd, present = red.command(ts, kind, ents, claim_key=claim, claim_ttl_ms=60_000)
+    first = red.result(present, r.execute_command(*cmd))
+    assert first == MemoryState().observe(*EVENT)
+    assert r.get(claim) == b"" and 0 < r.pttl(claim) <= 60_000
+    again = red.result(present, r.execute_command(*cmd))  # claimed: nothing counted twice
+    assert again == b""
+    r.set(claim, b"decision")
+    assert red.result(present, r.execute_command(*cmd)) == b"decision"
+    assert red.peek(ts, ents) == first
+    red.prime(ts, kind, ents, [7] * len(red.windows))  # the next observe of this very event
+    assert red.observe(ts, kind, dict(ents)) == [7] * len(red.windows)
+    assert red.observe(ts, kind, ents) != [7] * len(red.windows)  # used once
+
+
 def test_counts_saturate_at_max_entries_like_memory(redis_shared_url):
     windows = (Window("dev_n", C, ("device",), 60), Window("dev_accts", D, ("device",), 60, member="account"))
     mem, red = MemoryState(windows), state(redis_shared_url, windows=windows)
