@@ -74,6 +74,8 @@ class Report:
         self.engine_seconds = 0.0
         self.hourly: dict[int, Counter[str]] = defaultdict(Counter)
         self.first_ts: int | None = None
+        self.last_paid = False  # whether the last event added paid out (the gang sweep reads it)
+        self.gangs: dict[str, Any] | None = None
 
     def add(self, event: Event, decision: Decision, elapsed_ns: int) -> None:
         self.events += 1
@@ -84,6 +86,7 @@ class Report:
         g = self.groups[truth]
         g.events += 1
         g.accounts.add(event.account.id)
+        self.last_paid = False
         if event.kind not in PAYOUT_KINDS:
             return
         value = event.value or 0.0
@@ -105,6 +108,7 @@ class Report:
             g.challenged += 1
             g.reviewed += 1
             paid = self.challenge_model(event, "review")
+        self.last_paid = paid
         if paid:
             g.paid += value
         else:
@@ -151,6 +155,7 @@ class Report:
                 "mean_ms": round(self.latency.total_ns / max(1, self.latency.count) / 1e6, 4),
             },
             "hourly": {str(h): dict(c) for h, c in sorted(self.hourly.items())},
+            **({"gangs": self.gangs} if self.gangs is not None else {}),
         }
 
 
@@ -158,10 +163,85 @@ def _pct(a: int, b: int) -> float:
     return round(100.0 * a / b, 3) if b else 0.0
 
 
+class GangSweep:
+    """The online gang sweep: collects links from each decided event and, every ``interval_s`` of event
+    time, runs the gang detectors over the last ``window_s`` and refreshes ``engine.gangs``, so later
+    events of gang accounts carry ``gang_score`` / ``gang_size``. Keeps the figures the report shows:
+    gangs found, their accounts, and the money gang accounts took before and after their detection."""
+
+    def __init__(self, interval_s: int = 3 * 3600, window_s: int = 24 * 3600):
+        from woolguard.gangs.links import LinkBuffer
+
+        self.interval_s = interval_s
+        self.window_s = window_s
+        self.buffer = LinkBuffer()
+        self.next_s: int | None = None
+        self.seconds = 0.0
+        self.sweeps = 0
+        self.gangs: dict[str, tuple[int, int]] = {}
+        self.detected_at: dict[str, int] = {}  # account -> event time (s) of its first detection
+        self.last = None
+        self.truth: dict[str, str] = {}
+        self.paid_before = 0.0
+        self.paid_after = 0.0
+        self.money: dict[str, float] = defaultdict(float)
+        self.paid_pre: dict[str, float] = {}
+
+    def run(self, engine: Engine | None, now_s: int) -> None:
+        from woolguard.gangs.campaign import detect_buffer
+
+        t0 = time.perf_counter()
+        self.buffer.prune(now_s - self.window_s)
+        found = detect_buffer(self.buffer)
+        fresh = found.engine_map()
+        for acct in fresh:
+            self.detected_at.setdefault(acct, now_s)
+        # an account keeps its gang score for the window once found (a ring does not come back clean)
+        self.gangs.update(fresh)
+        self.last = found
+        if engine is not None:
+            engine.gangs = self.gangs
+        self.sweeps += 1
+        self.seconds += time.perf_counter() - t0
+        while self.next_s is not None and self.next_s <= now_s:
+            self.next_s += self.interval_s
+
+    def figures(self) -> dict[str, Any]:
+        found = self.last
+        accounts = set(self.detected_at)
+        before = after = 0.0
+        for acct, amount in self.money.items():
+            if acct in accounts:
+                before += self.paid_pre.get(acct, 0.0)
+                after += amount - self.paid_pre.get(acct, 0.0)
+        out: dict[str, Any] = {
+            "gangs_found": len(found.gangs) if found is not None else 0,
+            "accounts": len(accounts),
+            "prize_taken": round(before + after, 2),
+            "prize_taken_before_detection": round(before, 2),
+            "prize_taken_after_detection": round(after, 2),
+            "sweeps": self.sweeps, "sweep_seconds": round(self.seconds, 2),
+            "interval_s": self.interval_s, "window_s": self.window_s,
+        }
+        if self.truth:
+            gang_accts = [a for a in accounts if self.truth.get(a, "genuine") != GENUINE]
+            out["precision"] = round(len(gang_accts) / len(accounts), 4) if accounts else 0.0
+            out["genuine_accounts"] = len(accounts) - len(gang_accts)
+        if found is not None:
+            out["top"] = [{k: v for k, v in g.as_row().items() if k != "members"} for g in found.gangs[:10]]
+        return out
+
+
 def decide_stream(events: Iterable[Event], engine: Engine, report: Report,
                   sink: Callable[[Event, Decision], None] | None = None,
-                  progress: Callable[[int], None] | None = None) -> Report:
-    """Decide every event in order; time only the engine; hand each decision to ``sink``."""
+                  progress: Callable[[int], None] | None = None,
+                  sweep: GangSweep | bool = True) -> Report:
+    """Decide every event in order; time only the engine; hand each decision to ``sink``. The online
+    gang sweep (a default :class:`GangSweep`, or the one given; ``sweep=False`` turns it off) runs
+    between events, not timed as engine time, and its figures go in the report (``report.gangs``)."""
+    if sweep is not False:
+        return _decide_with_sweep(events, engine, report, sink, progress,
+                                  GangSweep() if sweep is True else sweep)
     clock = time.perf_counter_ns
     decide = engine.decide
     engine_ns = 0
@@ -182,4 +262,43 @@ def decide_stream(events: Iterable[Event], engine: Engine, report: Report,
     if progress is not None:
         progress(n % 2000)
     report.engine_seconds += engine_ns / 1e9
+    return report
+
+
+def _decide_with_sweep(events: Iterable[Event], engine: Engine, report: Report,
+                       sink: Callable[[Event, Decision], None] | None,
+                       progress: Callable[[int], None] | None, sweep: GangSweep) -> Report:
+    clock = time.perf_counter_ns
+    engine_ns = 0
+    n = 0
+    buffer_add = sweep.buffer.add
+    for raw in events:
+        ts_s = raw.ts // 1000
+        if sweep.next_s is None:
+            sweep.next_s = ts_s + sweep.interval_s
+        elif ts_s >= sweep.next_s:
+            sweep.run(engine, ts_s)
+        t0 = clock()
+        event = engine.normalise(raw)
+        decision = engine.decide(event)
+        dt = clock() - t0
+        engine_ns += dt
+        report.add(event, decision, dt)
+        buffer_add(event)
+        acct = event.account.id
+        if event.truth is not None:
+            sweep.truth[acct] = event.truth
+        if event.kind in PAYOUT_KINDS and event.value and report.last_paid:
+            sweep.money[acct] += event.value
+            if acct not in sweep.detected_at:
+                sweep.paid_pre[acct] = sweep.paid_pre.get(acct, 0.0) + event.value
+        if sink is not None:
+            sink(event, decision)
+        n += 1
+        if progress is not None and n % 2000 == 0:
+            progress(2000)
+    if progress is not None:
+        progress(n % 2000)
+    report.engine_seconds += engine_ns / 1e9
+    report.gangs = sweep.figures()
     return report
