@@ -24,7 +24,7 @@ def test_burst_needs_lift_over_the_values_own_rate():
     for b in range(50):
         for a in range(10):
             acc.append(100 + b * 10 + a), val.append(1), ts.append(b * 300 + 5)
-    a, code, t, mask = burst_links(np.array(acc), np.array(val), np.array(ts))
+    a, code, _t, mask = burst_links(np.array(acc), np.array(val), np.array(ts))
     assert set(a.tolist()) == set(range(10))
     assert mask.sum() == 10 and np.all(code >> 32 == 0)
 
@@ -35,7 +35,7 @@ def test_invite_hub_and_lockstep_rack_found_families_not():
     # background: 400 genuine users, own devices, scattered in time
     rng = np.random.default_rng(0)
     for u in range(400):
-        for k in range(3):
+        for _k in range(3):
             n += 1
             buf.add(ev(n, f"g{u}", T0 + int(rng.integers(0, 86_400_000)),
                        device=Device(id=f"dg{u}", model=f"M{u % 40}", os="android", os_version="13",
