@@ -185,3 +185,211 @@ list_entries = ListEntry.__table__
 policies = PolicyVersion.__table__
 tenants = Tenant.__table__
 api_keys = ApiKey.__table__
+
+
+# ---------------------------------------------------------------------------------------------------
+# Campaigns, codes, coupons and the budget ledger (woolguard.campaigns; revision 0003). Money is integer
+# fen. Counters that must never overrun (prize counts, budgets, caps, limits) are changed only by
+# conditional UPDATEs / upserts, so concurrent workers stay exact; see docs/campaigns.md.
+
+#: An auto-increment 64-bit id on PostgreSQL that is still SQLite's INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class CampaignRow(Base):
+    """A campaign: its current rules version, the total budget and what has been committed of it."""
+
+    __tablename__ = "campaigns"
+
+    tenant_id: Mapped[str] = mapped_column(String, primary_key=True)
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    kind: Mapped[str] = mapped_column(String, nullable=False)  # scan | coupon
+    name: Mapped[str] = mapped_column(String, nullable=False, default="")
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    start_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    end_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    budget_fen: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    spent_fen: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    paused: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=text("false"))
+    created_at: Mapped[datetime] = _now()
+
+
+class CampaignVersionRow(Base):
+    """Every version of a campaign's rules (the whole document); the campaign row names the current one."""
+
+    __tablename__ = "campaign_versions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String, nullable=False)
+    campaign_id: Mapped[str] = mapped_column(String, nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    rules: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    note: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    created_at: Mapped[datetime] = _now()
+
+    __table_args__ = (UniqueConstraint("tenant_id", "campaign_id", "version", name="uq_campaign_versions"),)
+
+
+class PrizeTierRow(Base):
+    """A prize tier (or coupon type) with its count and what is left of it."""
+
+    __tablename__ = "prize_tiers"
+
+    tenant_id: Mapped[str] = mapped_column(String, primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(String, primary_key=True)
+    tier_id: Mapped[str] = mapped_column(String, primary_key=True)
+    amount_fen: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    remaining: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class CampaignCounter(Base):
+    """Daily budgets and per-account / device / phone limits: ``day`` 0 is the whole campaign."""
+
+    __tablename__ = "campaign_counters"
+
+    tenant_id: Mapped[str] = mapped_column(String, primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(String, primary_key=True)
+    scope: Mapped[str] = mapped_column(String, primary_key=True)  # budget | account | device | phone
+    key: Mapped[str] = mapped_column(String, primary_key=True)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)  # yyyymmdd (campaign time zone), 0 = all
+    used: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class CodeBatchRow(Base):
+    """A batch of one-item-one-code codes printed for a product on a production line (codes are not stored)."""
+
+    __tablename__ = "code_batches"
+
+    tenant_id: Mapped[str] = mapped_column(String, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    campaign_id: Mapped[str] = mapped_column(String, nullable=False)
+    product: Mapped[str] = mapped_column(String, nullable=False, default="")
+    line: Mapped[str] = mapped_column(String, nullable=False, default="")
+    count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+
+class UsedCode(Base):
+    """A scanned code: who scanned it first, with which event and decision, and what came of it."""
+
+    __tablename__ = "used_codes"
+
+    tenant_id: Mapped[str] = mapped_column(String, primary_key=True)
+    code: Mapped[str] = mapped_column(String, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    serial: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    campaign_id: Mapped[str] = mapped_column(String, nullable=False)
+    account_id: Mapped[str] = mapped_column(String, nullable=False)
+    event_id: Mapped[str] = mapped_column(String, nullable=False)
+    decision_id: Mapped[str | None] = mapped_column(String)
+    ts: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    status: Mapped[str] = mapped_column(String, nullable=False)
+    tier_id: Mapped[str | None] = mapped_column(String)
+    amount_fen: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+
+    __table_args__ = (UniqueConstraint("tenant_id", "event_id", name="uq_used_codes_event"),)
+
+
+class CouponRow(Base):
+    """A claimed coupon; redeemed at checkout (核销), reversed by a refund."""
+
+    __tablename__ = "coupons"
+
+    tenant_id: Mapped[str] = mapped_column(String, primary_key=True)
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(String, nullable=False)
+    tier_id: Mapped[str] = mapped_column(String, nullable=False)
+    account_id: Mapped[str] = mapped_column(String, nullable=False)
+    event_id: Mapped[str] = mapped_column(String, nullable=False)
+    decision_id: Mapped[str | None] = mapped_column(String)
+    face_fen: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    min_order_fen: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    claimed_ts: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    expires_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    status: Mapped[str] = mapped_column(String, nullable=False)  # issued | redeemed
+    order_id: Mapped[str | None] = mapped_column(String)
+    order_amount_fen: Mapped[int | None] = mapped_column(BigInteger)
+    discount_fen: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    redeemed_ts: Mapped[int | None] = mapped_column(BigInteger)
+    redemptions: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "event_id", name="uq_coupons_event"),
+        Index("ix_coupons_tenant_account", "tenant_id", "account_id"),
+    )
+
+
+class ChallengeRow(Base):
+    """A payout waiting on a step-up challenge (verify) or on an analyst (review)."""
+
+    __tablename__ = "challenges"
+
+    tenant_id: Mapped[str] = mapped_column(String, primary_key=True)
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(String, nullable=False)
+    action: Mapped[str] = mapped_column(String, nullable=False)  # scan | claim
+    outcome: Mapped[str] = mapped_column(String, nullable=False)  # verify | review
+    challenge: Mapped[str | None] = mapped_column(String)  # captcha | sms | upsms | face
+    event_id: Mapped[str] = mapped_column(String, nullable=False)
+    decision_id: Mapped[str] = mapped_column(String, nullable=False)
+    account_id: Mapped[str] = mapped_column(String, nullable=False)
+    request: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    ts: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    deadline_ms: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String, nullable=False)  # pending | passed | failed | expired | ...
+    resolved_ts: Mapped[int | None] = mapped_column(BigInteger)
+    resolved_by: Mapped[str | None] = mapped_column(String)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "event_id", name="uq_challenges_event"),
+        Index("ix_challenges_tenant_status", "tenant_id", "status", "outcome"),
+    )
+
+
+class LedgerRow(Base):
+    """The budget ledger: every payout, every refused payout, holds, coupon issues, redemptions, reversals.
+
+    ``entry`` is the idempotency key of the money movement (``scan:<event id>``, ``redeem:<coupon>:<n>``):
+    unique per tenant, so a retried request can never write a second row.
+    """
+
+    __tablename__ = "ledger"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String, nullable=False)
+    campaign_id: Mapped[str] = mapped_column(String, nullable=False)
+    entry: Mapped[str] = mapped_column(String, nullable=False)
+    kind: Mapped[str] = mapped_column(String, nullable=False)  # paid | refused | held | issued | redeemed | reversed
+    amount_fen: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    tier_id: Mapped[str | None] = mapped_column(String)
+    day: Mapped[int] = mapped_column(Integer, nullable=False)
+    ts: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    account_id: Mapped[str | None] = mapped_column(String)
+    device_id: Mapped[str | None] = mapped_column(String)
+    phone: Mapped[str | None] = mapped_column(String)
+    code: Mapped[str | None] = mapped_column(String)
+    coupon_id: Mapped[str | None] = mapped_column(String)
+    event_id: Mapped[str | None] = mapped_column(String)
+    decision_id: Mapped[str | None] = mapped_column(String)
+    outcome: Mapped[str | None] = mapped_column(String)
+    reason: Mapped[str] = mapped_column(String, nullable=False, default="")
+    created_at: Mapped[datetime] = _now()
+
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "entry", name="uq_ledger_entry"),
+        Index("ix_ledger_campaign_day", "tenant_id", "campaign_id", "day"),
+        Index("ix_ledger_account", "tenant_id", "account_id"),
+    )
+
+
+campaigns_t = CampaignRow.__table__
+campaign_versions = CampaignVersionRow.__table__
+prize_tiers = PrizeTierRow.__table__
+campaign_counters = CampaignCounter.__table__
+code_batches = CodeBatchRow.__table__
+used_codes = UsedCode.__table__
+coupons = CouponRow.__table__
+challenges = ChallengeRow.__table__
+ledger = LedgerRow.__table__
