@@ -18,6 +18,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -176,6 +177,76 @@ class PolicyVersion(Base):
         Index("ix_policies_one_active", "tenant_id", "policy_id", unique=True,
               sqlite_where=text("active"), postgresql_where=text("active")),
     )
+
+
+class GangRun(Base):
+    """One run of the gang detectors over a tenant's decision log (``woolguard gangs run``, the API)."""
+
+    __tablename__ = "gang_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String, nullable=False, default=DEFAULT_TENANT)
+    since_ms: Mapped[int | None] = mapped_column(BigInteger)  # the decision-log window read (epoch ms)
+    until_ms: Mapped[int | None] = mapped_column(BigInteger)
+    events: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    accounts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)  # accounts in the graph
+    links: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    gangs: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    members: Mapped[int] = mapped_column(Integer, nullable=False, default=0)  # distinct accounts in a gang
+    seconds: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    source: Mapped[str] = mapped_column(String, nullable=False, default="")  # cli | api | ...
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+    __table_args__ = (Index("ix_gang_runs_tenant", "tenant_id", "id"),)
+
+
+class GangRow(Base):
+    """A gang found by a run, with its evidence. ``id`` is the gang's public id (unique per database)."""
+
+    __tablename__ = "gangs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String, nullable=False, default=DEFAULT_TENANT)
+    run_id: Mapped[int] = mapped_column(ForeignKey("gang_runs.id"), nullable=False)
+    rank: Mapped[int] = mapped_column(Integer, nullable=False)  # 0 = the run's strongest gang
+    detector: Mapped[str] = mapped_column(String, nullable=False)  # community | invite_hub | lockstep
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    score: Mapped[float] = mapped_column(Float, nullable=False)  # in [0, 1]
+    #: [{"attribute": "type=value[@bucket]", "members": n}], strongest first
+    shared_attributes: Mapped[list[Any]] = mapped_column(JSONType, nullable=False)
+    first_ts: Mapped[int] = mapped_column(BigInteger, nullable=False)  # epoch ms
+    last_ts: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    money: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)  # paid-out value claimed
+    #: [{"ts": epoch ms, "account": id, "attribute": "type=value"}], oldest first
+    timeline: Mapped[list[Any]] = mapped_column(JSONType, nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+    __table_args__ = (Index("ix_gangs_tenant_run", "tenant_id", "run_id", "rank"),)
+
+
+class GangMember(Base):
+    """An account of a gang; ``gang_score`` (0-100) and ``gang_size`` are the account's hot-path values in
+    that run (from its strongest gang, which may be another one of the same run)."""
+
+    __tablename__ = "gang_members"
+
+    gang_id: Mapped[int] = mapped_column(ForeignKey("gangs.id"), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String, nullable=False, default=DEFAULT_TENANT)
+    run_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    gang_score: Mapped[int] = mapped_column(Integer, nullable=False)
+    gang_size: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __table_args__ = (
+        Index("ix_gang_members_run", "tenant_id", "run_id", "account_id"),
+        Index("ix_gang_members_account", "tenant_id", "account_id"),
+    )
+
+
+gang_runs = GangRun.__table__
+gangs = GangRow.__table__
+gang_members = GangMember.__table__
 
 
 metadata = Base.metadata
