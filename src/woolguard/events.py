@@ -5,7 +5,7 @@ An :class:`Event` is what a brand's backend sends for each user action (the HTTP
 Both are msgspec structs: decoding and validating an event costs well under a microsecond, and errors
 name the field (``Expected `int`, got `str` - at `$.account.tier```).
 
-Phone numbers are never kept in clear: :func:`woolguard.reputation.phone.normalise_phone` turns a clear
+Phone numbers are never kept in clear: :meth:`woolguard.engine.Engine.normalise` turns a clear
 ``phone`` into a keyed hash, the operator prefix and a keyed hash of its number block, and drops the
 number before the event reaches the engine, the log or any file.
 """

@@ -55,6 +55,8 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
     app.state.settings = settings
     for module in (events, decisions, labels, lists, policies, ops):
         app.include_router(module.router)
+    from .routers import campaigns  # campaigns, codes, coupons, challenges, reviews, savings, pressure
+    app.include_router(campaigns.router)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
@@ -143,9 +144,17 @@ def _upsert(conn: Connection):  # an INSERT with ON CONFLICT for this backend
 # ---------------------------------------------------------------------------------------------------
 # Campaigns and versions
 
-_rules_cache: dict[tuple[str, str, int], Rules] = {}
-_batch_cache: dict[tuple[str, int], dict[str, Any]] = {}
+#: Immutable things read on every scan (a rules version, a batch), cached per database engine.
+_caches: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Any]] = weakref.WeakKeyDictionary()
 _cache_lock = threading.Lock()
+
+
+def _cache(conn: Connection) -> dict[tuple[Any, ...], Any]:
+    cache = _caches.get(conn.engine)
+    if cache is None:
+        with _cache_lock:
+            cache = _caches.setdefault(conn.engine, {})
+    return cache
 
 
 def create_campaign(conn: Connection, tenant: str, campaign_id: str, rules: Rules | dict[str, Any],
@@ -232,17 +241,17 @@ def set_paused(conn: Connection, tenant: str, campaign_id: str, paused: bool) ->
 
 
 def _rules(conn: Connection, tenant: str, campaign_id: str, version: int) -> Rules:
-    key = (tenant, campaign_id, version)
-    rules = _rules_cache.get(key)
+    cache = _cache(conn)
+    key = ("rules", tenant, campaign_id, version)
+    rules = cache.get(key)
     if rules is None:
         doc = conn.execute(select(campaign_versions.c.rules).where(
             campaign_versions.c.tenant_id == tenant, campaign_versions.c.campaign_id == campaign_id,
             campaign_versions.c.version == version)).scalar_one()
         rules = parse_rules(doc)
-        with _cache_lock:
-            if len(_rules_cache) > 10_000:
-                _rules_cache.clear()
-            _rules_cache[key] = rules
+        if len(cache) > 100_000:
+            cache.clear()
+        cache[key] = rules
     return rules
 
 
@@ -310,18 +319,18 @@ def create_batch(conn: Connection, tenant: str, campaign_id: str, count: int, pr
 
 
 def get_batch(conn: Connection, tenant: str, batch_id: int) -> dict[str, Any] | None:
-    key = (tenant, batch_id)
-    row = _batch_cache.get(key)
+    cache = _cache(conn)
+    key = ("batch", tenant, batch_id)
+    row = cache.get(key)
     if row is None:
         found = conn.execute(select(code_batches).where(code_batches.c.tenant_id == tenant,
                                                         code_batches.c.batch_id == batch_id)).mappings().first()
         if found is None:
             return None
         row = dict(found)
-        with _cache_lock:
-            if len(_batch_cache) > 100_000:
-                _batch_cache.clear()
-            _batch_cache[key] = row
+        if len(cache) > 100_000:
+            cache.clear()
+        cache[key] = row
     return row
 
 

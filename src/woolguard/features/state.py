@@ -134,6 +134,7 @@ class MemoryState:
             by_key.setdefault(group_key, []).append((index, w))
         self._groups = [_Group(tuple(k for k in gk if k != "#first"), ws) for gk, ws in by_key.items()]
         self._empty = [-1 if w.op is WindowOp.GAPS else 0 for w in windows]
+        self._layout = [(g.single, g.composite, g.data, g._plans, g) for g in self._groups]
         self._events = 0
 
     def observe(self, ts_ms: int, kind: EventKind, entities: Mapping[str, str | None]) -> list[int]:
@@ -154,16 +155,20 @@ class MemoryState:
              update: bool) -> list[int]:
         out = list(self._empty)
         get = entities.get
-        for group in self._groups:
-            single = group.single
+        pkind = kind if update else None
+        for single, composite, data, plans, group in self._layout:
             if single is not None:
                 key = get(single)
             else:
-                parts = [get(name) for name in group.composite]
-                key = None if None in parts else "|".join(parts)  # type: ignore[arg-type]
+                key = ""
+                for name in composite:
+                    part = get(name)
+                    if part is None:
+                        key = None
+                        break
+                    key = part if not key else key + "|" + part
             if key is None:
                 continue
-            data = group.data
             rec = data.get(key)
             if rec is None:
                 if not update:
@@ -173,7 +178,10 @@ class MemoryState:
                 data.move_to_end(key)
                 if ts > rec[-1]:
                     rec[-1] = ts
-            for i, index, op, horizon, member_name, upd in group.plan(kind if update else None):
+            plan = plans.get(pkind)
+            if plan is None:
+                plan = group.plan(pkind)
+            for i, index, op, horizon, member_name, upd in plan:
                 entry = rec[i]
                 cutoff = ts - horizon
                 if op == 0:  # count

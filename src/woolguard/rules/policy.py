@@ -99,6 +99,8 @@ class Policy:
     description: str = ""
     source: str = ""
     _programs: dict[EventKind, list[_Compiled]] = field(default_factory=dict, repr=False)
+    _plans: dict[EventKind, list[tuple[Rule, Any, tuple[str, ...], bool, dict[Any, bool]]]] = field(
+        default_factory=dict, repr=False)
 
     @property
     def ref(self) -> str:
@@ -131,23 +133,27 @@ class Policy:
         """
         fired: list[Rule] = []
         failed: list[Rule] = []
-        for c in self.program_for(kind):
-            refs = c.refs
-            key = features[refs[0]] if c.single else tuple([features[n] for n in refs])
-            cache = c.cache
+        for rule, program, refs, single, cache in self.plan_for(kind):
+            key = features[refs[0]] if single else tuple([features[n] for n in refs])
             verdict = cache.get(key)
             if verdict is None:
                 try:
-                    verdict = c.program.execute({n: features[n] for n in refs}) is True
+                    verdict = program.execute({n: features[n] for n in refs}) is True
                 except Exception:
-                    failed.append(c.rule)
+                    failed.append(rule)
                     continue
                 if len(cache) >= _CACHE_SIZE:
                     cache.clear()
                 cache[key] = verdict
             if verdict:
-                fired.append(c.rule)
+                fired.append(rule)
         return fired, failed
+
+    def plan_for(self, kind: EventKind) -> list[tuple[Rule, Any, tuple[str, ...], bool, dict[Any, bool]]]:
+        hit = self._plans.get(kind)
+        if hit is None:
+            hit = self._plans[kind] = [(c.rule, c.program, c.refs, c.single, c.cache) for c in self.program_for(kind)]
+        return hit
 
 
 _CACHE_SIZE = 4096
