@@ -1,22 +1,19 @@
 """Campaigns: versions, prize tiers, counters, code batches, used codes, coupons, challenges, ledger.
 
 Revision ID: 0003
-Revises: 0002
+Revises: 0001
 Create Date: 2025-02-01
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0003"
-# 0002 (gangs) is being added alongside this revision: chain onto it once it is there, so the history stays
-# one line whichever lands first. (Once both are in, this is simply "0002".)
-down_revision = "0002" if any(Path(__file__).parent.glob("0002_*.py")) else "0001"
+# The gangs tables landed after this revision, as 0004; there is no 0002.
+down_revision = "0001"
 branch_labels = None
 depends_on = None
 
