@@ -19,11 +19,11 @@ plus the settings and a check that every full-pipeline decision reached the deci
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,61 +65,132 @@ def _request(port: int, key: str, run: str, i: int) -> bytes:
     return head + body
 
 
-async def _one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, req: bytes) -> int:
-    writer.write(req)
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head[9:12])
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line[:15].lower() == b"content-length:":
-            length = int(line[15:])
-    if length:
-        await reader.readexactly(length)
-    return status
+def _content_length(head: bytes) -> int:
+    head = head.lower()
+    at = head.find(b"content-length:")
+    if at < 0:
+        return 0
+    stop = head.find(b"\r\n", at)
+    return int(head[at + 15: stop if stop > 0 else None])
 
 
-async def _load(port: int, key: str, conc: int, seconds: float, rate: float | None, warmup: float) -> dict[str, Any]:
+class _Conn:
+    """One keep-alive connection with at most one request in flight (no pipelining)."""
+
+    __slots__ = ("buf", "need", "sock", "started")
+
+    def __init__(self, sock: Any):
+        self.sock = sock
+        self.buf = b""
+        self.need = -1  # bytes of the whole response once its head is in; -1 while the head is incomplete
+        self.started = 0.0
+
+
+def _load(port: int, key: str, conc: int, seconds: float, rate: float | None, warmup: float) -> dict[str, Any]:
+    """Drive the server with ``conc`` raw sockets from one thread (epoll, no asyncio): closed loop (a new
+    request as soon as a reply is in) or, with ``rate``, open loop (request i is due at t0 + i/rate and its
+    latency counts from then, however late a free connection sends it: no coordinated omission)."""
+    import resource
+    import selectors
+    import socket
+    from collections import deque
+
     run = uuid.uuid4().hex[:8]
-    counter = iter(range(10**9))
+    # Every request is a new event; built before the clock starts so the timed loop only sends and reads.
+    budget = int((rate or 20_000) * (seconds + warmup) * 1.2) + conc
+    requests = [_request(port, key, run, i) for i in range(budget)]
+    sel = selectors.EpollSelector()
+    conns = []
+    for _ in range(conc):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        c = _Conn(sock)
+        conns.append(c)
+        sel.register(sock, selectors.EVENT_READ, c)
+    idle: deque[_Conn] = deque(conns)
     lat: list[float] = []
-    errors = 0
-    t_start = time.perf_counter()
-    t_measure = t_start + warmup
+    statuses: dict[int, int] = {}
+    degraded = 0
+    sent = answered = 0
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    now = time.perf_counter
+    t0 = now()
+    t_measure = t0 + warmup
     t_end = t_measure + seconds
+    due: deque[float] = deque()  # open loop: scheduled send times not yet sent
+    next_i = 0
 
-    async def worker(w: int) -> None:
-        nonlocal errors
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        k = 0
-        while True:
-            if rate is not None:  # open loop: connection w sends at its share of the rate
-                scheduled = t_start + (k * conc + w) / rate
-                k += 1
-                now = time.perf_counter()
-                if scheduled > now:
-                    await asyncio.sleep(scheduled - now)
-                start = scheduled
-            else:
-                start = time.perf_counter()
-            if start >= t_end:
-                break
-            status = await _one(reader, writer, _request(port, key, run, next(counter)))
-            done = time.perf_counter()
-            if start >= t_measure:
-                if status != 200:
-                    errors += 1
-                lat.append(done - start)
-        writer.close()
+    def send(c: _Conn, scheduled: float) -> None:
+        nonlocal sent
+        c.started = scheduled
+        c.sock.send(requests[sent])  # a few hundred bytes into an empty socket buffer: never partial here
+        sent += 1
 
-    await asyncio.gather(*(worker(w) for w in range(conc)))
+    while True:
+        t = now()
+        if t >= t_end:
+            break
+        if rate is None:
+            while idle and sent < budget:
+                send(idle.popleft(), now())
+            timeout = t_end - t
+        else:
+            while t0 + next_i / rate <= t:
+                due.append(t0 + next_i / rate)
+                next_i += 1
+            while idle and due and sent < budget:
+                send(idle.popleft(), due.popleft())
+            timeout = max(0.0, min(t_end, t0 + next_i / rate) - now())
+        for skey, _ev in sel.select(timeout):
+            c = skey.data
+            data = c.sock.recv(65536)
+            if not data:
+                raise RuntimeError("server closed a keep-alive connection")
+            c.buf += data
+            if c.need < 0:
+                end = c.buf.find(b"\r\n\r\n")
+                if end < 0:
+                    continue
+                c.need = end + 4 + _content_length(c.buf[:end])
+            if len(c.buf) < c.need:
+                continue
+            done = now()
+            response, c.buf, c.need = c.buf[: c.need], c.buf[c.need:], -1
+            answered += 1
+            if c.started >= t_measure:
+                status = int(response[9:12])
+                statuses[status] = statuses.get(status, 0) + 1
+                if b'"degraded"' in response:
+                    degraded += 1
+                lat.append(done - c.started)
+            idle.append(c)
+    # Let what is in flight finish (not measured), so that every request sent got its answer.
+    deadline = now() + 30
+    while len(idle) < conc and now() < deadline:
+        for skey, _ev in sel.select(1.0):
+            c = skey.data
+            data = c.sock.recv(65536)
+            c.buf += data
+            end = c.buf.find(b"\r\n\r\n")
+            if end >= 0 and len(c.buf) >= end + 4 + _content_length(c.buf[:end]):
+                c.buf = b""
+                answered += 1
+                idle.append(c)
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    for c in conns:
+        c.sock.close()
     lat.sort()
     n = len(lat)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
 
     def pct(p: float) -> float:
         return round(lat[min(n - 1, int(p * n))] * 1000, 3) if n else float("nan")
 
-    return {"requests": n, "errors": errors, "rps": round(n / seconds, 1), "p50_ms": pct(0.50),
-            "p99_ms": pct(0.99), "max_ms": round(lat[-1] * 1000, 3) if n else None, "conc": conc}
+    return {"requests": n, "errors": n - statuses.get(200, 0), "degraded": degraded, "rps": round(n / seconds, 1),
+            "p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": round(lat[-1] * 1000, 3) if n else None,
+            "conc": conc, "sent": sent, "answered": answered, "late_sends": len(due),
+            "loadgen_cpu_s": round(cpu, 3), "loadgen_us_per_request": round(1e6 * cpu / max(answered, 1), 1)}
 
 
 def loadgen_main(argv: list[str]) -> None:
@@ -128,25 +199,38 @@ def loadgen_main(argv: list[str]) -> None:
     p.add_argument("--key", default="none")
     p.add_argument("--conc", type=int, default=32)
     p.add_argument("--seconds", type=float, default=10)
-    p.add_argument("--warmup", type=float, default=2)
+    p.add_argument("--warmup", type=float, default=1)
     p.add_argument("--rate", type=float, default=None)
     a = p.parse_args(argv)
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    print(json.dumps(asyncio.run(_load(a.port, a.key, a.conc, a.seconds, a.rate, a.warmup))))
+    print(json.dumps(_load(a.port, a.key, a.conc, a.seconds, a.rate, a.warmup)))
 
 
-def run_load(port: int, key: str, conc: int, seconds: float, rate: float | None = None) -> dict[str, Any]:
+def run_load(port: int, key: str, conc: int, seconds: float, rate: float | None = None,
+             warmup: float = 1.0) -> dict[str, Any]:
     cmd = [PY, __file__, "--loadgen", "--port", str(port), "--key", key, "--conc", str(conc),
-           "--seconds", str(seconds)]
+           "--seconds", str(seconds), "--warmup", str(warmup)]
     if rate is not None:
         cmd += ["--rate", str(rate)]
+    load0 = os.getloadavg()[0]
+    cpu0 = _cpu_times()
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    cpu1 = _cpu_times()
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    busy, total = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+    result["machine_cpu_busy"] = round(busy / total, 3) if total else None  # whole VM, all processes
+    result["loadavg_1m"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
+    return result
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields[:8]) - idle, sum(fields[:8])
 
 
 # -- servers ------------------------------------------------------------------------------------------
@@ -192,11 +276,17 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = ("rps", "p50_ms", "p99_ms")
+    return {k: round(statistics.median(r[k] for r in runs), 3) for k in keys}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", type=Path, required=True)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--seconds", type=float, default=8)
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--conc", type=int, default=32)
     p.add_argument("--rate", type=float, default=1000)
     p.add_argument("--pg", default=os.environ.get("WOOLGUARD_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test"))
@@ -213,9 +303,12 @@ def main() -> None:
     pg_url = f"{a.pg}?options=-csearch_path%3D{schema}"
     redis = PrivateRedis().start()
     tmp = Path(tempfile.mkdtemp(prefix="wg-bench-"))
-    result: dict[str, Any] = {"workers": a.workers, "seconds": a.seconds, "conc": a.conc,
-                              "load_generator": "bench/service.py asyncio raw HTTP/1.1 keep-alive, separate process",
-                              "cpus": os.cpu_count()}
+    result: dict[str, Any] = {
+        "workers": a.workers, "seconds": a.seconds, "rounds": a.rounds, "conc": a.conc, "cpus": os.cpu_count(),
+        "load_generator": "bench/service.py: one process, epoll over raw keep-alive HTTP/1.1 sockets, one request "
+                          "in flight per connection, requests built before the clock starts",
+        "server": "uvicorn --loop uvloop --http httptools --no-access-log, same worker count for bare and full"}
+    rounds: list[dict[str, Any]] = []
     try:
         db = open_database(pg_url)
         key = tenant_with_key(db, "bench")["Authorization"].split()[1]
@@ -223,22 +316,26 @@ def main() -> None:
                "WOOLGUARD_REDIS_URL": redis.url, "WOOLGUARD_SPILL_DIR": str(tmp),
                "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics")}
         (tmp / "metrics").mkdir()
-        port = free_port()
-        proc = start_uvicorn("service:bare_app", port, a.workers, env)
+        bare_port, full_port = free_port(), free_port()
+        bare = start_uvicorn("service:bare_app", bare_port, a.workers, env)
+        full = start_uvicorn("woolguard.api.app:app_from_env", full_port, a.workers, env)
+        full_answers = 0
         try:
-            run_load(port, key, a.conc, 2)  # warm-up
-            result["bare"] = run_load(port, key, a.conc, a.seconds)
+            run_load(bare_port, key, a.conc, 2, warmup=0)  # warm-up (not reported)
+            full_answers += run_load(full_port, key, a.conc, 2, warmup=0)["answered"]
+            # Interleaved rounds: bare and full see the same machine (other people's jobs come and go).
+            for _ in range(a.rounds):
+                r = {"bare": run_load(bare_port, key, a.conc, a.seconds),
+                     "full": run_load(full_port, key, a.conc, a.seconds),
+                     "fixed_rate": run_load(full_port, key, a.conc, a.seconds, rate=a.rate)}
+                full_answers += r["full"]["answered"] + r["fixed_rate"]["answered"]
+                r["ratio"] = round(r["full"]["rps"] / r["bare"]["rps"], 3)
+                rounds.append(r)
+                print(json.dumps({k: {m: v[m] for m in ("rps", "p50_ms", "p99_ms", "degraded", "loadavg_1m")}
+                                  for k, v in r.items() if isinstance(v, dict)}), file=sys.stderr)
         finally:
-            stop(proc)
-        port = free_port()
-        proc = start_uvicorn("woolguard.api.app:app_from_env", port, a.workers, env)
-        try:
-            run_load(port, key, a.conc, 2)
-            result["full"] = run_load(port, key, a.conc, a.seconds)
-            fixed = run_load(port, key, max(8, a.conc // 2), a.seconds, rate=a.rate)
-            result["fixed_rate"] = {**fixed, "rps": a.rate, "achieved_rps": fixed["rps"]}
-        finally:
-            stop(proc)  # workers flush their decision logs on shutdown
+            stop(bare)
+            stop(full)  # workers flush their decision logs on shutdown
         from sqlalchemy import func, select
 
         from woolguard.storage.schema import decisions
@@ -246,12 +343,26 @@ def main() -> None:
         with db.connect() as conn:
             logged = conn.execute(select(func.count()).select_from(decisions)).scalar()
         db.close()
-        sent = sum(result[k]["requests"] for k in ("full", "fixed_rate"))
-        result["decision_log"] = {"rows": logged, "measured_requests": sent,
-                                  "note": "rows include the warm-up and the untimed tail of each run"}
-        result["ratio"] = round(result["full"]["rps"] / result["bare"]["rps"], 3)
+        result["bare"] = _median([r["bare"] for r in rounds])
+        result["full"] = _median([r["full"] for r in rounds])
+        result["ratio"] = round(statistics.median(r["ratio"] for r in rounds), 3)
+        result["ratio_of_medians"] = round(result["full"]["rps"] / result["bare"]["rps"], 3)
+        fixed = _median([r["fixed_rate"] for r in rounds])
+        result["fixed_rate"] = {"rps": a.rate, "p50_ms": fixed["p50_ms"], "p99_ms": fixed["p99_ms"],
+                                "achieved_rps": fixed["rps"]}
+        loads = [x for r in rounds for v in r.values() if isinstance(v, dict) for x in v["loadavg_1m"]]
+        busy = [v["machine_cpu_busy"] for r in rounds for v in r.values() if isinstance(v, dict)]
+        result["loadavg_1m"] = {"min": min(loads), "median": statistics.median(loads), "max": max(loads)}
+        result["machine_cpu_busy_median"] = statistics.median(busy)
+        result["degraded_decisions"] = sum(r[k]["degraded"] for r in rounds for k in ("full", "fixed_rate"))
+        result["errors"] = sum(r[k]["errors"] for r in rounds for k in ("bare", "full", "fixed_rate"))
+        result["loadgen_us_per_request_median"] = {
+            k: statistics.median(r[k]["loadgen_us_per_request"] for r in rounds) for k in ("bare", "full")}
+        # Every request to the full pipeline is a new event: one decision-log row each, none lost, none doubled.
+        result["decision_log"] = {"rows": logged, "full_answers": full_answers, "complete": logged == full_answers}
         result["goals"] = {"ratio>=0.4": result["ratio"] >= 0.4,
                            "fixed_rate_p99<=20ms": result["fixed_rate"]["p99_ms"] <= 20}
+        result["rounds_detail"] = rounds
     finally:
         redis.close()
         with psycopg.connect(a.pg, autocommit=True) as conn:
@@ -259,7 +370,7 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k != "rounds_detail"}, indent=2))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ import woolguard
 from woolguard.events import Decision, Event
 
 from . import metrics
-from .routers import decisions, events, labels, lists, ops, policies
+from .fastpath import EventsFastPath
+from .routers import decisions, events, gangs, labels, lists, ops, policies
 from .service import DecisionService
 from .settings import Settings
 
@@ -33,6 +34,21 @@ def _msgspec_components() -> dict[str, Any]:
     return components
 
 
+class WoolguardAPI(FastAPI):
+    """FastAPI, with ``POST /v1/events`` answered before FastAPI's own per-request work (see fastpath.py)
+    unless OpenTelemetry is configured (then the request goes through FastAPI's telemetry first)."""
+
+    fast: EventsFastPath | None = None
+    telemetry: bool = True
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        fast = self.fast
+        if fast is not None and not self.telemetry and scope["type"] == "http":
+            await fast(scope, receive, send)  # hands anything but POST /v1/events to the full stack
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, *, service: DecisionService | None = None) -> FastAPI:
     """The app; the service (database, engines, threads) starts with the app's lifespan."""
     settings = settings or Settings.from_env()
@@ -42,18 +58,24 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
         svc = service or DecisionService(settings)
         svc.start()
         app.state.service = svc
+        telemetry = getattr(app, "_native_telemetry", None)
+        try:
+            app.telemetry = bool(telemetry.enabled()) if telemetry is not None else False
+        except Exception:  # pragma: no cover - a FastAPI without it, or a broken provider: keep its path
+            app.telemetry = True
         try:
             yield
         finally:
             app.state.service = None
+            await svc.drain()
             svc.close()
 
-    app = FastAPI(title="woolguard", version=getattr(woolguard, "__version__", "0.1.0"), lifespan=lifespan,
+    app = WoolguardAPI(title="woolguard", version=getattr(woolguard, "__version__", "0.1.0"), lifespan=lifespan,
                   description="Risk decisions for coupon, red-packet and scan-to-win campaigns. "
                               "See docs/api.md.")
     app.state.service = None
     app.state.settings = settings
-    for module in (events, decisions, labels, lists, policies, ops):
+    for module in (events, decisions, labels, lists, policies, ops, gangs):
         app.include_router(module.router)
     from .routers import campaigns  # campaigns, codes, coupons, challenges, reviews, savings, pressure
     app.include_router(campaigns.router)
@@ -87,7 +109,26 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    # POST /v1/events is answered in front of FastAPI's routing (see fastpath.py); the rest goes through it.
+    build_stack = app.build_middleware_stack
+
+    def build() -> Any:
+        stack = EventsFastPath(build_stack(), app)
+        app.fast = EventsFastPath(_FullStack(app), app)
+        return stack
+
+    app.build_middleware_stack = build  # type: ignore[method-assign]
     return app
+
+
+class _FullStack:
+    """What :class:`WoolguardAPI`'s shortcut hands every other request to: FastAPI's usual entry point."""
+
+    def __init__(self, app: WoolguardAPI):
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await FastAPI.__call__(self.app, scope, receive, send)
 
 
 def app_from_env() -> FastAPI:

@@ -75,6 +75,12 @@ def _dependency_errors() -> tuple[type[BaseException], ...]:
 
 
 DEPENDENCY_ERRORS = _dependency_errors()
+try:
+    from redis.exceptions import NoScriptError
+except ImportError:  # pragma: no cover
+
+    class NoScriptError(Exception):  # type: ignore[no-redef]
+        pass
 
 
 @dataclass(slots=True)
@@ -119,6 +125,7 @@ class TenantRuntime:
     policy_key: tuple[str, int] | None = None  # (policy_id, version) served; None: the built-in default
     lists_fp: tuple[Any, ...] | None = None
     loaded: bool = False  # False: the database could not be read when this runtime was made
+    gang_run: int | None = None  # the gang run loaded into engine.gangs (see refresh_gangs)
     degraded_recent: OrderedDict[str, Decision] = field(default_factory=OrderedDict)
 
 
@@ -161,6 +168,7 @@ class DecisionService:
         self._stored_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
+        self.pipe: Any = None  # the pipelined asyncio connection of the hot path (see decide_async)
         if settings.redis_url:
             import redis
             from redis.backoff import NoBackoff
@@ -171,6 +179,9 @@ class DecisionService:
             self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_s,
                                               socket_connect_timeout=settings.redis_timeout_s,
                                               retry=Retry(NoBackoff(), 0), retry_on_timeout=False)
+            from .redis_pipe import RedisPipe
+
+            self.pipe = RedisPipe(settings.redis_url, settings.redis_timeout_s)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -186,6 +197,12 @@ class DecisionService:
         t = threading.Thread(target=target, name=name, daemon=True)
         t.start()
         self._threads.append(t)
+
+    async def drain(self) -> None:
+        """Let the pipelined connection answer what is queued (decision stores) before :meth:`close`."""
+        if self.pipe is not None:
+            await self.pipe.drain()
+            self.pipe.close()
 
     def close(self) -> None:
         self._stop.set()
@@ -314,7 +331,27 @@ class DecisionService:
                 log.info("tenant %s: policy %s now active", tenant, rt.engine.policy.ref)
             self._refresh_lists(rt, fps.get(tenant), force=not rt.loaded)
             rt.loaded = True
+        self.refresh_gangs()
         self._db_ok()
+
+    def refresh_gangs(self, tenant: str | None = None) -> None:
+        """Load each tenant's newest gang run into its engine (``gang_score`` / ``gang_size`` per account)
+        when it changed. One cheap query per poll; a failure here keeps the old map and never stops the poll."""
+        from woolguard.storage.gangs import account_gang_map, latest_run_ids
+
+        try:
+            runs = latest_run_ids(self.db)
+            for t, rt in list(self.tenants.items()):
+                run = runs.get(t)
+                if (tenant is None or t == tenant) and run != rt.gang_run:
+                    rt.engine.gangs = account_gang_map(self.db, t, run) if run is not None else {}
+                    rt.gang_run = run
+            self._gang_error = ""
+        except Exception as exc:
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if text != getattr(self, "_gang_error", ""):  # once per distinct error, not every poll
+                log.warning("gang table not loaded: %s", text)
+            self._gang_error = text
 
     def _db_failed(self, exc: BaseException) -> None:
         if self.db_up:
@@ -332,7 +369,75 @@ class DecisionService:
     # -- deciding -------------------------------------------------------------------------------
 
     def idem_key(self, tenant: str, event_id: str) -> str:
-        return f"wg:idem:{tenant}:{event_id}"
+        # In the tenant's hash tag, like its feature keys: the feature script claims it in the same call.
+        return f"wg:{{{tenant}}}:idem:{event_id}"
+
+    async def decide_async(self, tenant: str, event: Event) -> Decision | Pending:
+        """:meth:`decide` for the event loop: with Redis, the claim and every window are one script call
+        sent through the pipelined connection (shared with the other requests in flight), and the loop keeps
+        serving while Redis works. Same decisions, same failure modes."""
+        pipe = self.pipe
+        if pipe is None:
+            return self.decide(tenant, event)
+        rt = self.runtime(tenant)
+        engine = rt.engine
+        eid = event.event_id
+        prior = engine.recall(eid) or rt.degraded_recent.get(eid)
+        if prior is not None:
+            metrics.DUPLICATES.labels(tenant).inc()
+            return self._own(prior, tenant)
+        if not rt.loaded:
+            return self._degraded(rt, event, f"database: tenant policy not loaded ({self.db_error})")
+        if self.redis_breaker.is_open():
+            return self._degraded(rt, event, f"redis: {self.redis_breaker.last_error}")
+        state = engine.state
+        # The entities exactly as Engine.decide computes them, so that its observe() finds the values primed.
+        ev = engine.normalise(event)
+        ents = entities_of(ev)
+        ipf = engine.ips.facts(ev.ip) if ev.ip else None
+        if ipf is not None and ipf.prefix is not None:
+            ents["ip24"] = ipf.prefix
+        key = self.idem_key(tenant, eid)
+        cmd, present = state.command(ev.ts, ev.kind, ents, key, self.settings.idempotency_ttl_s * 1000)
+        try:
+            try:
+                reply = await pipe.call(*cmd)
+            except NoScriptError:
+                await pipe.call("SCRIPT", "LOAD", state.script)
+                reply = await pipe.call(*cmd)
+            result = state.result(present, reply)
+        except DEPENDENCY_ERRORS as exc:
+            return self._degraded(rt, event, "redis: " + self.redis_breaker.trip(exc))
+        if isinstance(result, bytes):  # claimed before: by another request or worker, or before a restart
+            metrics.DUPLICATES.labels(tenant).inc()
+            if result:
+                return _DECISION.decode(result)
+            return Pending(key, tenant, eid)
+        state.prime(ev.ts, ev.kind, ents, result)
+        try:
+            # The normalised event: Engine.decide normalises it again for free (a keyed phone hash is kept),
+            # and the decision log gets it as is (the phone is hashed once per event, not three times).
+            decision = engine.decide(ev)
+        except DEPENDENCY_ERRORS as exc:  # pragma: no cover - only if the primed values were not used
+            decision = self._degraded(rt, event, "redis: " + self.redis_breaker.trip(exc), remember=False)
+            self._store_async(key, decision)
+            rt.degraded_recent[eid] = decision
+            return decision
+        decision = self._own(decision, tenant)
+        self._store_async(key, decision)
+        self.dlog.append(ev, decision, tenant)
+        return decision
+
+    def _store_async(self, key: str, decision: Decision) -> None:
+        """Store the decision under its claim with the next pipelined write; if that write fails, the
+        idempotency thread stores it later (a retry meanwhile waits, then finds it in the decision log)."""
+        value = _ENCODE(decision)
+
+        def requeue() -> None:
+            with self._stored_lock:
+                self._stored.append((key, value))
+
+        self.pipe.send("SET", key, value, "EX", self.settings.idempotency_ttl_s, on_fail=requeue)
 
     def decide(self, tenant: str, event: Event) -> Decision | Pending:
         """Decide one event for ``tenant`` (or return its first decision). Never raises for a dependency."""

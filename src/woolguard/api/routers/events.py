@@ -6,7 +6,6 @@ The hot path skips FastAPI's model layer: the body is read with a size limit and
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Annotated, Any
 
@@ -15,10 +14,10 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
 from woolguard.events import Decision, Event, EventError, decode_event
 
-from .. import metrics
+from .. import fastpath, metrics
 from ..auth import tenant_of
 from ..errors import BodyTooLarge, event_error_response, path_to_loc, responses
-from ..service import PENDING_WAIT_S, DecisionService, Pending
+from ..service import DecisionService, Pending
 
 router = APIRouter(tags=["events"])
 
@@ -56,25 +55,12 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 async def settle(service: DecisionService, d: Decision | Pending) -> Decision:
-    """The decision, waiting briefly when another worker is still deciding the same event."""
-    if not isinstance(d, Pending):
-        return d
-    deadline = time.monotonic() + PENDING_WAIT_S
-    while True:
-        await asyncio.sleep(0.005)
-        try:
-            raw = service.redis.get(d.key)
-        except Exception:
-            raw = None
-        if raw:
-            return msgspec.json.decode(raw, type=Decision)
-        if time.monotonic() >= deadline:
-            break
-    found = await asyncio.get_running_loop().run_in_executor(None, service.pending_decision, d)
-    if found is None:
-        raise HTTPException(409, detail=f"event {d.event_id!r} is being decided by another request; retry shortly",
-                            headers={"Retry-After": "1"})
-    return found
+    """The decision, waiting briefly when another worker is still deciding the same event (409 after)."""
+    try:
+        return await fastpath.settle(service, d)
+    except fastpath._Refused as r:
+        raise HTTPException(r.status, detail=r.body["detail"],
+                            headers={k.decode(): v.decode() for k, v in r.headers}) from None
 
 
 def _count(tenant: str, d: Decision, started: float) -> None:
@@ -101,7 +87,7 @@ async def post_event(request: Request, tenant: str = Depends(tenant_of)) -> Resp
     except EventError as exc:
         metrics.ERRORS.labels("bad_event").inc()
         return event_error_response(exc)
-    d = await settle(service, service.decide(tenant, event))
+    d = await settle(service, await service.decide_async(tenant, event))
     _count(tenant, d, started)
     if d.features:
         d = msgspec.structs.replace(d, features={})
@@ -132,7 +118,7 @@ async def post_batch(request: Request, tenant: str = Depends(tenant_of)) -> Resp
     out = []
     for event in batch.events:
         started = time.perf_counter()
-        d = await settle(service, service.decide(tenant, event))
+        d = await settle(service, await service.decide_async(tenant, event))
         _count(tenant, d, started)
         out.append(msgspec.structs.replace(d, features={}) if d.features else d)
     return Response(_encode(DecisionBatch(out)), media_type="application/json")
