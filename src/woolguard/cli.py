@@ -413,6 +413,176 @@ def key_list(tenant_id: Annotated[str | None, typer.Argument(help="Only this ten
                           f"{'revoked' if k['revoked_at'] else 'active'}")
 
 
+# ---------------------------------------------------------------------------------------------------
+# campaign: rules and versions, code batches, the savings report, attack pressure (woolguard.campaigns)
+
+campaign_app = typer.Typer(no_args_is_help=True, help="Campaigns: rules, versions, codes, savings, pressure.")
+campaign_codes_app = typer.Typer(no_args_is_help=True, help="One-item-one-code batches: generate, export.")
+app.add_typer(campaign_app, name="campaign")
+campaign_app.add_typer(campaign_codes_app, name="codes")
+CampaignDb = Annotated[str | None, typer.Option("--db", help="Database URL (default $WOOLGUARD_DATABASE_URL, "
+                                                            "else sqlite:///woolguard.db).")]
+CampaignTenant = Annotated[str, typer.Option("--tenant", help="Tenant id.")]
+
+
+def _campaign_call(db: str | None, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    from woolguard.campaigns import CampaignError, RulesError
+    from woolguard.storage import open_database
+
+    database = open_database(db)
+    try:
+        with database.connect() as conn:
+            return fn(conn, *args, **kwargs)
+    except (CampaignError, RulesError, ValueError) as exc:
+        _fail(str(exc))
+    finally:
+        database.close()
+
+
+def _rules_file(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        doc = yaml.safe_load(path.read_text("utf-8"))
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror}")
+    except yaml.YAMLError as exc:
+        _fail(f"{path}: not YAML/JSON: {exc}")
+    if not isinstance(doc, dict):
+        _fail(f"{path}: the rules are a mapping")
+    return doc
+
+
+@campaign_app.command("create")
+def campaign_create(campaign_id: Annotated[str, typer.Argument(help="Campaign id (events' campaign_id).")],
+                    rules: Annotated[Path, typer.Argument(help="Rules file (YAML or JSON): docs/campaigns.md.")],
+                    tenant: CampaignTenant = "default", note: str = "", db: CampaignDb = None) -> None:
+    """Create a campaign (version 1)."""
+    from woolguard.campaigns import service
+
+    _campaign_call(db, service.create_campaign, tenant, campaign_id, _rules_file(rules), note)
+    console.print(f"created campaign [bold]{campaign_id}[/] (version 1) for tenant {tenant}")
+
+
+@campaign_app.command("version")
+def campaign_version(campaign_id: Annotated[str, typer.Argument(help="Campaign id.")],
+                     rules: Annotated[Path, typer.Argument(help="The new rules file.")],
+                     tenant: CampaignTenant = "default", note: str = "", db: CampaignDb = None) -> None:
+    """Change a campaign's rules: saves a new version and makes it current."""
+    from woolguard.campaigns import service
+
+    camp = _campaign_call(db, service.new_version, tenant, campaign_id, _rules_file(rules), note)
+    console.print(f"campaign [bold]{campaign_id}[/] is now at version {camp.version}")
+
+
+@campaign_app.command("list")
+def campaign_list(tenant: CampaignTenant = "default", db: CampaignDb = None) -> None:
+    """The tenant's campaigns with budget and spending."""
+    from woolguard.campaigns import service
+
+    table = Table("id", "kind", "version", "budget (yuan)", "committed (yuan)", "paused", title="campaigns")
+    for r in _campaign_call(db, service.list_campaigns, tenant):
+        table.add_row(r["id"], r["kind"], str(r["version"]), f"{r['budget_fen'] / 100:,.2f}",
+                      f"{r['spent_fen'] / 100:,.2f}", "yes" if r["paused"] else "")
+    console.print(table)
+
+
+@campaign_codes_app.command("generate")
+def campaign_codes_generate(campaign_id: Annotated[str, typer.Argument(help="Campaign id.")],
+                            count: Annotated[int, typer.Option("--count", help="Codes in the batch.")],
+                            product: str = "", line: Annotated[str, typer.Option(help="Production line.")] = "",
+                            tenant: CampaignTenant = "default", db: CampaignDb = None) -> None:
+    """Register a batch of codes (nothing per code is stored; export prints them)."""
+    from woolguard.campaigns import service
+
+    batch = _campaign_call(db, service.create_batch, tenant, campaign_id, count, product, line)
+    console.print(f"batch [bold]{batch}[/]: {count:,} codes for {campaign_id}; "
+                  f"export with: woolguard campaign codes export {batch} --csv codes.csv")
+
+
+@campaign_codes_app.command("export")
+def campaign_codes_export(batch_id: Annotated[int, typer.Argument(help="Batch id.")],
+                          csv_path: Annotated[Path | None, typer.Option("--csv", help="Write a CSV here.")] = None,
+                          qr_dir: Annotated[Path | None, typer.Option("--qr", help="Write QR PNGs here.")] = None,
+                          url_template: Annotated[str | None, typer.Option(
+                              help="QR/URL content, with {code}: https://x.cn/s/{code}")] = None,
+                          first: int = 0, limit: int | None = None,
+                          tenant: CampaignTenant = "default", db: CampaignDb = None) -> None:
+    """Write a batch's codes for printing: CSV and/or one QR image per code."""
+    from woolguard.campaigns import service
+    from woolguard.campaigns.codes import CodeSigner, write_csv, write_qr
+    from woolguard.engine import secret_from_env
+
+    if csv_path is None and qr_dir is None:
+        _fail("say where: --csv PATH and/or --qr DIR")
+    batch = _campaign_call(db, service.get_batch, tenant, batch_id)
+    if batch is None:
+        _fail(f"no batch {batch_id} for tenant {tenant}")
+    n = max(0, min(batch["count"] - first, limit if limit is not None else batch["count"]))
+    signer = CodeSigner.for_tenant(secret_from_env(), tenant)
+    if csv_path is not None:
+        with csv_path.open("w", newline="", encoding="utf-8") as f:
+            write_csv(f, signer.batch(batch_id, n, first), batch_id, batch["product"], batch["line"], url_template)
+        console.print(f"wrote {n:,} codes to {csv_path}")
+    if qr_dir is not None:
+        write_qr(qr_dir, signer.batch(batch_id, n, first), batch_id, url_template)
+        console.print(f"wrote {n:,} QR images to {qr_dir}")
+
+
+@campaign_app.command("report")
+def campaign_report(campaign_id: Annotated[str | None, typer.Argument(help="Campaign id (default: all).")] = None,
+                    csv_path: Annotated[Path | None, typer.Option("--csv", help="Write the rows as CSV.")] = None,
+                    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+                    tenant: CampaignTenant = "default", db: CampaignDb = None) -> None:
+    """Savings per campaign and day, from the ledger: paid (genuine / fraud / gang), refused, genuine refusals."""
+    from woolguard.campaigns.report import savings, totals, write_savings_csv
+
+    rows = _campaign_call(db, savings, tenant, campaign_id)
+    if csv_path is not None:
+        with csv_path.open("w", newline="", encoding="utf-8") as f:
+            write_savings_csv(f, rows)
+    if json_out:
+        print(json.dumps({"days": rows, "totals": totals(rows)}, indent=2))
+        return
+    shown = ("campaign_id", "day", "paid_fen", "paid_genuine_fen", "paid_fraud_fen", "paid_gang_fen", "refused_fen",
+             "refused_genuine_est_fen", "saved_net_fen", "held_fen")
+    table = Table(*[f.removesuffix("_fen").replace("_", " ") for f in shown],
+                  title="savings (fen; --csv or --json for every column)")
+    for r in [*rows, {"campaign_id": "total", "day": "", **totals(rows)}]:
+        table.add_row(*["-" if r[f] is None else f"{r[f]:,}" if isinstance(r[f], int) and f != "day" else str(r[f])
+                        for f in shown])
+    console.print(table)
+
+
+@campaign_app.command("pressure")
+def campaign_pressure(tenant: Annotated[str | None, typer.Option("--tenant", help="One tenant (default: all).")]
+                      = None, top: int = 20, db: CampaignDb = None) -> None:
+    """Campaigns and tenants ranked by attack pressure (for the operator of a many-brand deployment)."""
+    from woolguard.campaigns.report import pressure
+
+    out = _campaign_call(db, pressure, tenant)
+    table = Table("rank", "tenant", "campaign", "events", "rejected %", "gang %", "targeted (yuan)", "paid (yuan)",
+                  "trend", title="attack pressure")
+    for r in out["campaigns"][:top]:
+        table.add_row(str(r["rank"]), r["tenant_id"], r["campaign_id"], f"{r['events']:,}",
+                      f"{100 * r['rejected_share']:.1f}", f"{100 * r['gang_share']:.1f}",
+                      f"{r['money_targeted_fen'] / 100:,.2f}", f"{r['money_paid_fen'] / 100:,.2f}",
+                      "-" if r["trend"] is None else f"{r['trend']:.2f}")
+    console.print(table)
+
+
+@campaign_app.command("audit")
+def campaign_audit(tenant: Annotated[str | None, typer.Option("--tenant", help="One tenant (default: all).")]
+                   = None, db: CampaignDb = None) -> None:
+    """Re-read the ledger: overspent budgets / counts / caps / limits and double payments (exit 1 if any)."""
+    from woolguard.campaigns.ledger import audit
+
+    found = _campaign_call(db, audit, tenant)
+    print(json.dumps(found, indent=2))
+    if found["overspent"] or found["paid_twice"]:
+        raise typer.Exit(1)
+
+
 def main() -> None:  # pragma: no cover - entry point
     app()
 
