@@ -173,3 +173,17 @@ def test_phone_numbers_never_leave_normalisation_in_clear() -> None:
     d = engine.decide(n)
     assert d.features["phone_virtual"] is True
     assert Engine(secret=b"other").normalise(ev).phone_hash != n.phone_hash  # keyed
+
+
+def test_a_campaign_can_have_its_own_policy() -> None:
+    engine = Engine()
+    engine.set_policy(load(engine, BASE), campaign_id="strict-campaign")
+
+    def ev(i: int, camp: str) -> Event:
+        return Event(event_id=f"c{i}", kind=EventKind.CLAIM, ts=1_800_000_000_000 + i, campaign_id=camp,
+                     account=Account(id=f"a{i}"), device=Device(id=f"d{i}", emulator=True))
+
+    assert engine.decide(ev(1, "strict-campaign")).policy == "t@2"
+    other = engine.decide(ev(2, "other"))
+    assert other.policy == "default@1"
+    assert other.outcome == Outcome.VERIFY and other.challenge == "face"  # the default policy's emulator rule

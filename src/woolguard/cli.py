@@ -27,7 +27,8 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _engine(policy: Path | None, ip_lists: list[str] | None, campaigns: dict[str, Any] | None = None) -> Any:
+def _engine(policy: Path | None, ip_lists: list[str] | None, campaigns: dict[str, Any] | None = None,
+            campaign_policies: list[str] | None = None) -> Any:
     from woolguard.engine import CampaignInfo, Engine
     from woolguard.reputation.network import IpBook
     from woolguard.rules.policy import PolicyError
@@ -52,6 +53,16 @@ def _engine(policy: Path | None, ip_lists: list[str] | None, campaigns: dict[str
             _fail(f"policy refused: {exc}")
         except OSError as exc:
             _fail(f"cannot read {policy}: {exc.strerror}")
+    for item in campaign_policies or []:
+        cid, sep, path = item.partition("=")
+        if not sep or not cid:
+            _fail(f"--campaign-policy takes CAMPAIGN_ID=PATH, got {item!r}")
+        try:
+            engine.set_policy(engine.load_policy_text(Path(path).read_text("utf-8"), path), campaign_id=cid)
+        except PolicyError as exc:
+            _fail(f"policy refused: {exc}")
+        except OSError as exc:
+            _fail(f"cannot read {path}: {exc.strerror}")
     for cid, info in (campaigns or {}).items():
         engine.campaigns[cid] = CampaignInfo(cid, int(info["start_ms"]), info.get("end_ms"))
     return engine
@@ -182,6 +193,8 @@ def replay(
     ip_list: IpListOpt = None,
     campaign: Annotated[list[str] | None, typer.Option(
         "--campaign", help="Campaign start, ID=START (epoch ms or ISO time); overrides the file's header.")] = None,
+    campaign_policy: Annotated[list[str] | None, typer.Option(
+        "--campaign-policy", help="A campaign's own policy, ID=PATH (repeatable); others use --policy.")] = None,
     db: DbOpt = None,
     log: Annotated[bool, typer.Option("--log/--no-log", help="Also write the decision log.")] = False,
 ) -> None:
@@ -211,7 +224,7 @@ def replay(
         except ValueError:
             _fail(f"--campaign {item!r}: START must be epoch milliseconds or an ISO time with a zone")
         campaigns[cid] = {"campaign_id": cid, "start_ms": start_ms}
-    engine = _engine(policy, ip_list, campaigns)
+    engine = _engine(policy, ip_list, campaigns, campaign_policy)
     url = (db or __import__("woolguard.storage", fromlist=["default_url"]).default_url()) if log else None
 
     def ordered() -> Iterator[Any]:
@@ -411,6 +424,191 @@ def key_list(tenant_id: Annotated[str | None, typer.Argument(help="Only this ten
         for k in list_keys(database, tenant_id):
             console.print(f"{k['prefix']}…\t{k['tenant_id']}\t{k['name']}\t"
                           f"{'revoked' if k['revoked_at'] else 'active'}")
+
+
+
+# -- gangs: detect over the decision log, read the gang table, list a gang's members ---------------
+
+gangs_app = typer.Typer(no_args_is_help=True, help="Gangs found in the decision log: run, list, show, list members.")
+app.add_typer(gangs_app, name="gangs")
+TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant.")]
+_TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _epoch_ms(value: str | None, name: str) -> int | None:
+    """Epoch ms, or an ISO time (UTC when it names no zone)."""
+    from datetime import UTC, datetime
+
+    if value is None:
+        return None
+    if value.isdigit():
+        return int(value)
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        _fail(f"{name} must be epoch milliseconds or an ISO time, got {value!r}")
+    return int((t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
+def _ttl_ms(value: str | None) -> int | None:
+    """``3600`` (seconds), ``30m``, ``12h``, ``7d``, ``2w``."""
+    if value is None:
+        return None
+    unit = value[-1:].lower()
+    number = value[:-1] if unit in _TTL_UNITS else value
+    if not number.isdigit() or int(number) <= 0:
+        _fail(f"--ttl takes seconds or a duration such as 30m, 12h, 7d; got {value!r}")
+    return int(number) * _TTL_UNITS.get(unit, 1) * 1000
+
+
+def _when(ms: int | None) -> str:
+    from datetime import UTC, datetime
+
+    return "-" if ms is None else datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _jsonable(obj: Any) -> str:
+    return json.dumps(obj, indent=2, ensure_ascii=False, default=str)
+
+
+def _gang_table(rows: list[dict[str, Any]], title: str) -> Table:
+    t = Table(title=title)
+    for col in ("id", "detector", "size", "score", "first (UTC)", "last (UTC)", "money ¥"):
+        t.add_column(col, justify="left" if col == "detector" else "right", no_wrap=True)
+    t.add_column("strongest shared attributes", no_wrap=True, overflow="ellipsis", max_width=44)
+    for g in rows:
+        shared = ", ".join(f"{a['attribute']} ×{a['members']}" for a in g["shared_attributes"][:2])
+        t.add_row(str(g["id"]), g["detector"], f"{g['size']:,}", f"{g['score']:.2f}", _when(g["first_ts"])[5:],
+                  _when(g["last_ts"])[5:], f"{g['money']:,.2f}", shared)
+    return t
+
+
+def _run_line(run: dict[str, Any]) -> str:
+    window = f"{_when(run['since_ms'])} → {_when(run['until_ms'])}"
+    return (f"run {run['id']} ({run['source'] or '-'}, {run['created_at']}): {run['events']:,} events, "
+            f"{run['accounts']:,} accounts, window {window}: {run['gangs']} gangs, {run['members']:,} accounts "
+            f"in gangs, {run['seconds']:.1f} s")
+
+
+@gangs_app.command("run")
+def gangs_run(
+    db: DbOpt = None,
+    tenant: TenantOpt = "default",
+    since: Annotated[str | None, typer.Option(help="Decisions from (epoch ms or ISO time).")] = None,
+    until: Annotated[str | None, typer.Option(help="Decisions before (epoch ms or ISO time).")] = None,
+    limit: Annotated[int, typer.Option(help="Gangs to print.")] = 30,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Detect gangs in the decision log and save the run (it becomes the one the service's engines use)."""
+    from woolguard.storage import open_database
+    from woolguard.storage.gangs import latest_gangs, run_gangs
+
+    since_ms, until_ms = _epoch_ms(since, "--since"), _epoch_ms(until, "--until")
+    with open_database(db) as database:
+        run = run_gangs(database, tenant, since_ms=since_ms, until_ms=until_ms, source="cli")
+        rows = latest_gangs(database, tenant, run_id=run["id"])
+    if as_json:
+        print(_jsonable({"run": run, "gangs": rows}))
+        return
+    console.print(_run_line(run))
+    if rows:
+        console.print(_gang_table(rows[:limit], f"gangs of run {run['id']} (strongest first)"))
+        console.print("details: woolguard gangs show ID; list them: woolguard gangs list-members ID --to review")
+
+
+@gangs_app.command("list")
+def gangs_list(
+    db: DbOpt = None,
+    tenant: TenantOpt = "default",
+    run: Annotated[int | None, typer.Option("--run", help="An older run id (default: the newest).")] = None,
+    limit: Annotated[int, typer.Option(help="Gangs to print.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """The gangs of the newest run (the one in force), strongest first."""
+    from woolguard.storage import open_database
+    from woolguard.storage.gangs import get_run, latest_gangs, latest_run
+
+    with open_database(db) as database:
+        r = latest_run(database, tenant) if run is None else get_run(database, tenant, run)
+        rows = latest_gangs(database, tenant, run_id=r["id"], limit=limit) if r is not None else []
+    if r is None:
+        _fail(f"no gang run {run}" if run is not None else "no gang run yet: woolguard gangs run", 1)
+    if as_json:
+        print(_jsonable({"run": r, "gangs": rows}))
+        return
+    console.print(_run_line(r))
+    console.print(_gang_table(rows, f"gangs of run {r['id']}"))
+
+
+@gangs_app.command("show")
+def gangs_show(
+    gang_id: Annotated[int, typer.Argument(help="Gang id (from woolguard gangs list).")],
+    db: DbOpt = None,
+    tenant: TenantOpt = "default",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """A gang's evidence: members, shared attributes, timeline, money."""
+    from woolguard.storage import open_database
+    from woolguard.storage.gangs import get_gang
+
+    with open_database(db) as database:
+        g = get_gang(database, tenant, gang_id)
+    if g is None:
+        _fail(f"no gang {gang_id} (tenant {tenant})", 1)
+    if as_json:
+        print(_jsonable(g))
+        return
+    console.print(f"[bold]gang {g['id']}[/] (run {g['run_id']}, {g['detector']}): {g['size']} accounts, score "
+                  f"{g['score']:.2f}, {_when(g['first_ts'])} → {_when(g['last_ts'])} UTC, money ¥{g['money']:,.2f}")
+    shared = Table(title="shared attributes")
+    shared.add_column("attribute")
+    shared.add_column("members", justify="right")
+    for a in g["shared_attributes"]:
+        shared.add_row(a["attribute"], str(a["members"]))
+    console.print(shared)
+    members = Table(title=f"members ({len(g['members'])})")
+    for col in ("account", "gang_score", "gang_size"):
+        members.add_column(col, justify="left" if col == "account" else "right")
+    for m in g["members"]:
+        members.add_row(m["account_id"], str(m["gang_score"]), str(m["gang_size"]))
+    console.print(members)
+    timeline = Table(title="timeline (UTC)")
+    for col in ("when", "account", "attribute"):
+        timeline.add_column(col)
+    for e in g["timeline"]:
+        from datetime import UTC, datetime
+
+        timeline.add_row(datetime.fromtimestamp(e["ts"] / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S"), e["account"],
+                         e["attribute"])
+    console.print(timeline)
+
+
+@gangs_app.command("list-members")
+def gangs_list_members(
+    gang_id: Annotated[int, typer.Argument(help="Gang id.")],
+    to: Annotated[str, typer.Option("--to", help="review or block.")],
+    ttl: Annotated[str | None, typer.Option(help="Expire after: seconds, or 30m, 12h, 7d, 2w (default: never).")]
+    = None,
+    reason: Annotated[str | None, typer.Option(help="Reason (default 'gang ID').")] = None,
+    campaign: Annotated[str | None, typer.Option(help="Only this campaign (default: every campaign).")] = None,
+    db: DbOpt = None,
+    tenant: TenantOpt = "default",
+) -> None:
+    """Put every member account of a gang on the review or block list."""
+    from woolguard.storage import open_database
+    from woolguard.storage.gangs import list_gang_members
+
+    if to not in ("review", "block"):
+        _fail("--to must be review or block")
+    ttl_ms = _ttl_ms(ttl)
+    with open_database(db) as database:
+        ids = list_gang_members(database, tenant, gang_id, to, ttl_ms=ttl_ms, reason=reason, campaign_id=campaign,
+                                created_by="cli")
+    if ids is None:
+        _fail(f"no gang {gang_id} (tenant {tenant})", 1)
+    until = f" for {ttl}" if ttl else ""
+    console.print(f"{len(ids)} account(s) of gang {gang_id} on the {to} list{until} "
+                  f"(reason {reason or f'gang {gang_id}'!r})")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -99,6 +99,8 @@ class Engine:
         self.model = model
         self.tz_ms = tz_offset_hours * 3_600_000
         self.policy = policy or self.load_policy_text(default_policy_text())
+        #: Policies of single campaigns; events of other campaigns use ``self.policy``.
+        self.campaign_policies: dict[str, Policy] = {}
         self._recent: OrderedDict[str, Decision] = OrderedDict()
         self._remember = remember
 
@@ -112,8 +114,17 @@ class Engine:
     def load_policy_text(self, text: str, source: str = "<policy>") -> Policy:
         return build_policy(parse_policy_text(text, source), self.neutral_features(), source)
 
-    def set_policy(self, policy: Policy) -> None:
-        self.policy = policy
+    def set_policy(self, policy: Policy, campaign_id: str | None = None) -> None:
+        """Make ``policy`` the default, or the policy of one campaign."""
+        if campaign_id is None:
+            self.policy = policy
+        else:
+            self.campaign_policies[campaign_id] = policy
+
+    def policy_for(self, campaign_id: str | None) -> Policy:
+        if campaign_id is not None and self.campaign_policies:
+            return self.campaign_policies.get(campaign_id, self.policy)
+        return self.policy
 
     # -- the hot path -------------------------------------------------------------------------
 
@@ -209,7 +220,7 @@ class Engine:
         f["model_score"] = 0
 
     def _decide(self, ev: Event, ents: dict[str, str | None], feats: dict[str, Any]) -> Decision:
-        policy = self.policy
+        policy = self.policy_for(ev.campaign_id)
         reasons: list[Reason] = []
         contributions: list[tuple[str, float]] = []
         if self.model is not None:
