@@ -31,7 +31,7 @@ def _timeline(hourly: dict[str, dict[str, int]], width: int = 760, height: int =
                "gang_stopped": "#7f8c8d"}
     top = max(sum(hourly[str(h)].values()) for h in hours) or 1
     bw = max(1.0, (width - 40) / (hours[-1] + 1))
-    parts = [f'<svg width="{width}" height="{height + 40}" role="img" aria-label="claims per hour">',
+    parts = [f'<svg width="{width}" height="{height + 56}" role="img" aria-label="claims per hour">',
              '<text x="0" y="14" font-weight="bold">Claims per hour, by who and what happened</text>']
     for h in hours:
         y = height + 20.0
@@ -41,9 +41,12 @@ def _timeline(hourly: dict[str, dict[str, int]], width: int = 760, height: int =
             y -= bh
             parts.append(f'<rect x="{30 + h * bw:.1f}" y="{y:.1f}" width="{bw:.1f}" height="{bh:.1f}" '
                          f'fill="{colours[s]}"></rect>')
+    parts.append(f'<text x="0" y="30" font-size="11">{top}</text><text x="0" y="{height + 20}" font-size="11">0</text>')
+    for h in range(0, hours[-1] + 1, 12):
+        parts.append(f'<text x="{30 + h * bw:.1f}" y="{height + 32}" font-size="10">{h} h</text>')
     for i, s in enumerate(series):
-        parts.append(f'<rect x="{30 + i * 170}" y="{height + 28}" width="10" height="10" fill="{colours[s]}"></rect>'
-                     f'<text x="{44 + i * 170}" y="{height + 37}">{s.replace("_", " ")}</text>')
+        parts.append(f'<rect x="{30 + i * 170}" y="{height + 40}" width="10" height="10" fill="{colours[s]}"></rect>'
+                     f'<text x="{44 + i * 170}" y="{height + 49}">{s.replace("_", " ")}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -59,8 +62,25 @@ def render_html(report: dict[str, Any], title: str = "woolguard report") -> str:
     gangs = report.get("gangs")
     gang_html = ""
     if gangs:
-        gang_html = (f"<h2>Gangs</h2><p>{gangs.get('gangs_found', 0)} gangs, {gangs.get('accounts', 0)} accounts; "
-                     f"money they took: {gangs.get('prize_taken', 0):.2f} yuan.</p>")
+        before, after = gangs.get("prize_taken_before_detection"), gangs.get("prize_taken_after_detection")
+        split = (f" ({before:.2f} before they were detected, {after:.2f} after)"
+                 if before is not None and after is not None else "")
+        gang_html = (f"<h2>Gangs</h2><p>{gangs.get('gangs_found', 0)} gangs found, "
+                     f"{gangs.get('accounts', 0)} accounts; money they took: {gangs.get('prize_taken', 0):.2f} yuan{split}.</p>")
+        top = gangs.get("top") or []
+        if top:
+            gang_html += ("<table><tr><th>gang</th><th>detector</th><th>size</th><th>score</th><th>what ties them</th>"
+                          "</tr>" + "".join(
+                              f"<tr><td>{g['gang_id']}</td><td>{html.escape(str(g['detector']))}</td><td>{g['size']}</td>"
+                              f"<td>{g['score']}</td><td style='text-align:left'>"
+                              f"{html.escape('; '.join(map(str, g.get('shared_attributes', [])[:3])))}</td></tr>"
+                              for g in top[:10]) + "</table>")
+    reasons = "".join(
+        f"<tr><td>{html.escape(name)}</td><td style='text-align:left'>"
+        f"{html.escape(', '.join(f'{k} ({v})' for k, v in list(g.get('top_reasons', {}).items())[:5]))}</td></tr>"
+        for name, g in [*arch.items(), ("genuine", gen)])
+    gang_html = (f"<h2>Top reasons</h2><table><tr><th>who</th><th>reasons on payout claims (count)</th></tr>"
+                 f"{reasons}</table>") + gang_html
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}td:first-child{{text-align:left}}</style></head>
