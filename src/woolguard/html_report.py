@@ -66,7 +66,8 @@ def render_html(report: dict[str, Any], title: str = "woolguard report") -> str:
         split = (f" ({before:.2f} before they were detected, {after:.2f} after)"
                  if before is not None and after is not None else "")
         gang_html = (f"<h2>Gangs</h2><p>{gangs.get('gangs_found', 0)} gangs found, "
-                     f"{gangs.get('accounts', 0)} accounts; money they took: {gangs.get('prize_taken', 0):.2f} yuan{split}.</p>")
+                     f"{gangs.get('accounts', 0)} accounts; money they took: "
+                     f"{gangs.get('prize_taken', 0):.2f} yuan{split}.</p>")
         top = gangs.get("top") or []
         if top:
             gang_html += ("<table><tr><th>gang</th><th>detector</th><th>size</th><th>score</th><th>what ties them</th>"
