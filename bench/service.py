@@ -360,8 +360,12 @@ def main() -> None:
             k: statistics.median(r[k]["loadgen_us_per_request"] for r in rounds) for k in ("bare", "full")}
         # Every request to the full pipeline is a new event: one decision-log row each, none lost, none doubled.
         result["decision_log"] = {"rows": logged, "full_answers": full_answers, "complete": logged == full_answers}
-        result["goals"] = {"ratio>=0.4": result["ratio"] >= 0.4,
-                           "fixed_rate_p99<=20ms": result["fixed_rate"]["p99_ms"] <= 20}
+        # A degraded decision (Redis missed its time budget, failure mode applied) is cheaper than a real one:
+        # a run with any is not evidence for the goals, whatever its numbers.
+        clean = result["degraded_decisions"] == 0 and result["errors"] == 0
+        result["goals"] = {"ratio>=0.4": clean and result["ratio"] >= 0.4,
+                           "fixed_rate_p99<=20ms": clean and result["fixed_rate"]["p99_ms"] <= 20,
+                           "no_degraded_decisions": result["degraded_decisions"] == 0}
         result["rounds_detail"] = rounds
     finally:
         redis.close()
