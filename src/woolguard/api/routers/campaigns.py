@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Literal, TypeVar
@@ -340,8 +341,9 @@ def post_verdict(review_id: str, body: VerdictIn, request: Request,
 def _csv(write: Callable[[io.StringIO], None], name: str) -> Response:
     buf = io.StringIO()
     write(buf)
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)  # headers are latin-1; ids may be anything
     return Response(buf.getvalue(), media_type="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+                    headers={"Content-Disposition": f'attachment; filename="{safe}"'})
 
 
 @router.get("/v1/campaigns/{campaign_id}/report", responses={200: {"content": {"text/csv": {}}}, **ERRS},
