@@ -31,17 +31,20 @@ def main() -> int:
 
     from woolguard.engine import CampaignInfo, Engine
     from woolguard.report import LatencyHistogram
+    from woolguard.runtime import tune_gc
     from woolguard.sim import SimConfig, campaign_info, simulate
 
     cfg = SimConfig(seed=args.seed, scale=args.scale)
     info = campaign_info(cfg)
     events = list(simulate(cfg))
+    tune_gc()  # as woolguard demo / replay / serve do
     runs = []
     for _ in range(args.repeat):
         engine = Engine(campaigns={info["campaign_id"]: CampaignInfo(info["campaign_id"], info["start_ms"])})
         hist = LatencyHistogram()
         clock = time.perf_counter_ns
         gc.collect()
+        gc.freeze()
         t_start = clock()
         for ev in events:
             t0 = clock()

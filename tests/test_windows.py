@@ -121,3 +121,17 @@ def test_memory_is_bounded_by_expiry() -> None:
         state.observe(ts, EventKind.CLAIM, {"device": f"d{i}", "account": "a"})
     # only devices of the last minute (plus at most one sweep period) may be held
     assert all(n <= 60 + 64 + 1 for n in state.size().values()), state.size()
+
+
+def test_first_seen_outlives_the_other_windows_of_its_key() -> None:
+    w = (Window("cnt", WindowOp.COUNT, ("device",), 10), Window("first", WindowOp.FIRST_SEEN, ("device",), 1000))
+    state = MemoryState(w)
+    t0 = 1_800_000_000_000
+    kind = EventKind.CLAIM
+    assert state.observe(t0, kind, {"device": "d1"}) == [1, 0]
+    for i in range(500):  # other devices for 100 s: sweeps retire d1's record
+        state.observe(t0 + 1_000 + i * 200, kind, {"device": f"x{i}"})
+    assert state.size()["device"] <= 50 + 64 + 1 and state.size()["device#retired"] >= 1
+    assert state.peek(t0 + 400_000, {"device": "d1"}) == [0, 400]  # a peek keeps the retired entry
+    assert state.observe(t0 + 500_000, kind, {"device": "d1"}) == [1, 500]  # revived: first seen is kept
+    assert state.observe(t0 + 1_600_000, kind, {"device": "d1"}) == [1, 0]  # silent > 1000 s: forgotten

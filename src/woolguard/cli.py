@@ -30,6 +30,9 @@ def _fail(message: str, code: int = 2) -> None:
 def _engine(policy: Path | None, ip_lists: list[str] | None, campaigns: dict[str, Any] | None = None,
             campaign_policies: list[str] | None = None) -> Any:
     from woolguard.engine import CampaignInfo, Engine
+    from woolguard.runtime import tune_gc
+
+    tune_gc()
     from woolguard.reputation.network import IpBook
     from woolguard.rules.policy import PolicyError
 

@@ -134,4 +134,8 @@ class _FullStack:
 def app_from_env() -> FastAPI:
     """The factory uvicorn workers call (``woolguard serve`` sets the environment first)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return create_app(Settings.from_env())
+    from woolguard.runtime import tune_gc
+
+    app = create_app(Settings.from_env())
+    tune_gc()  # each worker: keep the cyclic collector off the feature state
+    return app

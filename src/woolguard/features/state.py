@@ -84,19 +84,27 @@ class _Group:
 
     A record is a list holding each window's entries (a deque of timestamps, an ordered map member ->
     last seen, ``[first, last]`` or a deque of recent timestamps) followed by the key's last update time.
-    Keys are kept least recently updated first, so expiry pops them from the front.
-    First-seen windows live in groups of their own: they are kept far longer than the others.
+    Keys are kept least recently updated first, so expiry pops them from the front. First-seen entries
+    outlive the other windows: when a key's record expires, its first-seen entries are *retired* to a small
+    side map (kept until their own window passes) and brought back if the key returns, so an active key
+    costs one lookup and an idle one costs a few bytes.
     """
 
-    __slots__ = ("_plans", "composite", "data", "horizon", "items", "key", "single")
+    __slots__ = ("_plans", "composite", "data", "first_slots", "horizon", "items", "keep", "key", "retired",
+                 "single")
 
     def __init__(self, key: tuple[str, ...], windows: list[tuple[int, Window]]):
         self.key = key
         self.single = key[0] if len(key) == 1 else None
         self.composite = key
         self.data: OrderedDict[str, list] = OrderedDict()
-        self.horizon = max(w.window_s for _, w in windows) * 1000
+        others = [w.window_s for _, w in windows if w.op is not WindowOp.FIRST_SEEN]
+        firsts = [w.window_s for _, w in windows if w.op is WindowOp.FIRST_SEEN]
+        self.horizon = max(others or firsts) * 1000
+        self.keep = max(firsts or [0]) * 1000
         self.items = [(index, _OPCODES[w.op], w.window_s * 1000, w.member, w.kinds) for index, w in windows]
+        self.first_slots = [i for i, (_, w) in enumerate(windows) if w.op is WindowOp.FIRST_SEEN]
+        self.retired: OrderedDict[str, list] = OrderedDict()  # key -> [first-seen entries..., last update]
         self._plans: dict[EventKind | None, list[tuple[int, int, int, int, str | None, bool]]] = {}
 
     def plan(self, kind: EventKind | None) -> list[tuple[int, int, int, int, str | None, bool]]:
@@ -109,16 +117,46 @@ class _Group:
             ]
         return hit
 
+    def revive(self, key: str, ts: int, create: bool) -> list | None:
+        """The record of a key that is not in ``data``: rebuilt from its retired first-seen entries, if any."""
+        if not self.first_slots:
+            old = None
+        else:  # a peek must not consume the retired entry
+            old = self.retired.pop(key, None) if create else self.retired.get(key)
+        if old is None and not create:
+            return None
+        rec: list = [None] * len(self.items) + [ts if old is None else old[-1]]
+        if old is not None:
+            for slot, entry in zip(self.first_slots, old, strict=False):
+                rec[slot] = entry
+        if create:
+            self.data[key] = rec
+        return rec
+
     def sweep(self, now: int, budget: int = SWEEP_BATCH) -> int:
-        """Drop up to ``budget`` keys not updated within the group's longest window."""
+        """Drop up to ``budget`` keys not updated within the group's windows; retire their first-seen entries."""
         data = self.data
         cutoff = now - self.horizon
         dropped = 0
+        first_slots = self.first_slots
         while data and dropped < budget:
-            first = next(iter(data))
-            if data[first][-1] > cutoff:
+            key = next(iter(data))
+            rec = data[key]
+            if rec[-1] > cutoff:
                 break
-            del data[first]
+            del data[key]
+            dropped += 1
+            if first_slots and rec[-1] > now - self.keep:
+                entries = [rec[i] for i in first_slots]
+                if any(e is not None for e in entries):
+                    self.retired[key] = [*entries, rec[-1]]
+        retired = self.retired
+        keep_cutoff = now - self.keep
+        while retired and dropped < 2 * budget:
+            key = next(iter(retired))
+            if retired[key][-1] > keep_cutoff:
+                break
+            del retired[key]
             dropped += 1
         return dropped
 
@@ -130,9 +168,8 @@ class MemoryState:
         self.windows = windows
         by_key: dict[tuple[str, ...], list[tuple[int, Window]]] = {}
         for index, w in enumerate(windows):
-            group_key = (*w.key, "#first") if w.op is WindowOp.FIRST_SEEN else w.key
-            by_key.setdefault(group_key, []).append((index, w))
-        self._groups = [_Group(tuple(k for k in gk if k != "#first"), ws) for gk, ws in by_key.items()]
+            by_key.setdefault(w.key, []).append((index, w))
+        self._groups = [_Group(k, ws) for k, ws in by_key.items()]
         self._empty = [-1 if w.op is WindowOp.GAPS else 0 for w in windows]
         self._layout = [(g.single, g.composite, g.data, g._plans, g) for g in self._groups]
         self._events = 0
@@ -149,7 +186,9 @@ class MemoryState:
 
     def size(self) -> dict[str, int]:
         """Keys held per group of windows (for metrics and the memory-bound tests)."""
-        return {"+".join(g.key) + ("#first" if g.items[0][1] == _FIRST else ""): len(g.data) for g in self._groups}
+        out = {"+".join(g.key): len(g.data) for g in self._groups}
+        out.update({"+".join(g.key) + "#retired": len(g.retired) for g in self._groups if g.first_slots})
+        return out
 
     def _run(self, ts: int, kind: EventKind | None, entities: Mapping[str, str | None],
              update: bool) -> list[int]:
@@ -171,9 +210,11 @@ class MemoryState:
                 continue
             rec = data.get(key)
             if rec is None:
-                if not update:
+                rec = group.revive(key, ts, update)
+                if rec is None:
                     continue
-                rec = data[key] = [None] * len(group.items) + [ts]
+                if update and ts > rec[-1]:
+                    rec[-1] = ts
             elif update:
                 data.move_to_end(key)
                 if ts > rec[-1]:

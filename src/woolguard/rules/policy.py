@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,7 @@ class Policy:
     description: str = ""
     source: str = ""
     _programs: dict[EventKind, list[_Compiled]] = field(default_factory=dict, repr=False)
-    _plans: dict[EventKind, list[tuple[Rule, Any, tuple[str, ...], bool, dict[Any, bool]]]] = field(
+    _plans: dict[EventKind, list[tuple[Rule, Any, tuple[str, ...], Any, dict[Any, bool]]]] = field(
         default_factory=dict, repr=False)
 
     @property
@@ -133,8 +134,8 @@ class Policy:
         """
         fired: list[Rule] = []
         failed: list[Rule] = []
-        for rule, program, refs, single, cache in self.plan_for(kind):
-            key = features[refs[0]] if single else tuple([features[n] for n in refs])
+        for rule, program, refs, key_of, cache in self.plan_for(kind):
+            key = key_of(features)
             verdict = cache.get(key)
             if verdict is None:
                 try:
@@ -149,14 +150,22 @@ class Policy:
                 fired.append(rule)
         return fired, failed
 
-    def plan_for(self, kind: EventKind) -> list[tuple[Rule, Any, tuple[str, ...], bool, dict[Any, bool]]]:
+    def plan_for(self, kind: EventKind) -> list[tuple[Rule, Any, tuple[str, ...], Any, dict[Any, bool]]]:
+        """Per rule: the rule, its program, the features it reads, a getter of their values, its cache."""
         hit = self._plans.get(kind)
         if hit is None:
-            hit = self._plans[kind] = [(c.rule, c.program, c.refs, c.single, c.cache) for c in self.program_for(kind)]
+            hit = self._plans[kind] = [
+                (c.rule, c.program, c.refs, itemgetter(*c.refs) if c.refs else _no_refs, c.cache)
+                for c in self.program_for(kind)
+            ]
         return hit
 
 
 _CACHE_SIZE = 4096
+
+
+def _no_refs(features: dict[str, Any]) -> tuple[()]:
+    return ()
 
 
 @dataclass(slots=True)
