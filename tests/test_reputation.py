@@ -86,3 +86,28 @@ def test_cidr_errors_name_the_line() -> None:
 def test_trait_mismatch(model: str | None, os: str | None, version: str | None, ua: str | None,
                         mismatch: bool) -> None:
     assert trait_mismatch(model, os, version, ua) is mismatch
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.integers(min_value=0, max_value=2**32 - 1),
+                 st.sampled_from(["192.0.0.9", "192.0.0.10", "192.0.0.8", "100.64.0.1", "224.0.0.1", "10.1.2.3",
+                                  "172.31.255.255", "8.8.8.8", "255.255.255.255", "198.19.0.1"])))
+def test_fast_ipv4_path_agrees_with_ipaddress(addr: int | str) -> None:
+    import ipaddress
+
+    text = str(ipaddress.ip_address(addr))
+    facts = IpBook({}).facts(text)
+    assert facts.valid and facts.public == ipaddress.ip_address(text).is_global
+    assert facts.prefix == text.rsplit(".", 1)[0]
+
+
+@pytest.mark.parametrize("text", ["1.2.3", "01.2.3.4", "1.2.3.256", "1.2.3.4.5", "１.2.3.4", "a.b.c.d", ""])
+def test_odd_ipv4_spellings_are_not_taken_by_the_fast_path(text: str) -> None:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text)
+        expected = True
+    except ValueError:
+        expected = False
+    assert IpBook({}).facts(text).valid is expected

@@ -15,7 +15,7 @@ import math
 from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from itertools import islice
-from typing import Protocol
+from typing import Any, Protocol
 
 from woolguard.events import EventKind
 from woolguard.features.catalog import DEFAULT_WINDOWS, GAP_HISTORY, MAX_ENTRIES, Window, WindowOp
@@ -171,7 +171,8 @@ class MemoryState:
             by_key.setdefault(w.key, []).append((index, w))
         self._groups = [_Group(k, ws) for k, ws in by_key.items()]
         self._empty = [-1 if w.op is WindowOp.GAPS else 0 for w in windows]
-        self._layout = [(g.single, g.composite, g.data, g._plans, g) for g in self._groups]
+        #: per event kind: (single key, composite key, data, window plan, group) for every group
+        self._layouts: dict[EventKind | None, list[tuple[Any, ...]]] = {}
         self._events = 0
 
     def observe(self, ts_ms: int, kind: EventKind, entities: Mapping[str, str | None]) -> list[int]:
@@ -195,7 +196,10 @@ class MemoryState:
         out = list(self._empty)
         get = entities.get
         pkind = kind if update else None
-        for single, composite, data, plans, group in self._layout:
+        layout = self._layouts.get(pkind)
+        if layout is None:
+            layout = self._layouts[pkind] = [(g.single, g.composite, g.data, g.plan(pkind), g) for g in self._groups]
+        for single, composite, data, plan, group in layout:
             if single is not None:
                 key = get(single)
             else:
@@ -219,9 +223,6 @@ class MemoryState:
                 data.move_to_end(key)
                 if ts > rec[-1]:
                     rec[-1] = ts
-            plan = plans.get(pkind)
-            if plan is None:
-                plan = group.plan(pkind)
             for i, index, op, horizon, member_name, upd in plan:
                 entry = rec[i]
                 cutoff = ts - horizon

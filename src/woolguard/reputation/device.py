@@ -6,13 +6,9 @@ themselves (an iPhone model on Android, an Android user agent on iOS, an OS vers
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 
-_IOS_MODEL = re.compile(r"^(iphone|ipad|ipod)", re.I)
-_ANDROID_UA = re.compile(r"android", re.I)
-_IOS_UA = re.compile(r"iphone|ipad|cpu (iphone )?os", re.I)
-_HARMONY_UA = re.compile(r"harmonyos|openharmony", re.I)
+_IOS_MODELS = ("iphone", "ipad", "ipod")
 
 #: Plausible major OS versions in current traffic; others are forged or ancient.
 OS_MAJOR = {"ios": range(12, 21), "android": range(7, 18), "harmonyos": range(2, 7)}
@@ -29,12 +25,13 @@ def _major(version: str | None) -> int | None:
 def trait_mismatch(model: str | None, os: str | None, os_version: str | None, user_agent: str | None) -> bool:
     """True when the reported traits contradict each other."""
     os_l = (os or "").lower()
-    if model and os_l and bool(_IOS_MODEL.match(model)) != (os_l == "ios"):
+    if model and os_l and model.lower().startswith(_IOS_MODELS) != (os_l == "ios"):
         return True
     if user_agent and os_l:
-        ua_ios = bool(_IOS_UA.search(user_agent))
-        ua_android = bool(_ANDROID_UA.search(user_agent))
-        ua_harmony = bool(_HARMONY_UA.search(user_agent))
+        ua = user_agent.lower()
+        ua_ios = "iphone" in ua or "ipad" in ua or "cpu os" in ua
+        ua_android = "android" in ua
+        ua_harmony = "harmonyos" in ua or "openharmony" in ua
         if os_l == "ios" and (ua_android or ua_harmony) and not ua_ios:
             return True
         if os_l == "android" and ua_ios and not ua_android:

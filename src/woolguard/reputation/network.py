@@ -61,6 +61,31 @@ def default_list_text(name: str) -> str:
     return resources.files("woolguard.data").joinpath(f"ip_{name}.txt").read_text("utf-8")
 
 
+def _ipv4_int(ip: str) -> int | None:
+    """A dotted-quad IPv4 address as an int, or None (anything unusual goes to the ipaddress module)."""
+    parts = ip.split(".")
+    if len(parts) != 4:
+        return None
+    value = 0
+    for part in parts:
+        if not part.isdigit() or len(part) > 3 or (len(part) > 1 and part[0] == "0") or not part.isascii():
+            return None
+        octet = int(part)
+        if octet > 255:
+            return None
+        value = (value << 8) | octet
+    return value
+
+
+#: Every IANA special-purpose IPv4 block (a superset of what any Python version calls not global): addresses
+#: inside go to the ipaddress module for the exact answer, all others are public.
+_SPECIAL_V4 = _Intervals([ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24",
+    "192.0.2.0/24", "192.31.196.0/24", "192.52.193.0/24", "192.88.99.0/24", "192.168.0.0/16", "192.175.48.0/24",
+    "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+)])
+
+
 class IpBook:
     def __init__(self, lists: dict[str, str] | None = None):
         """``lists`` maps a list name to CIDR text; by default the lists shipped in the package."""
@@ -80,6 +105,10 @@ class IpBook:
         return cls(lists)
 
     def _facts(self, ip: str) -> IpFacts:
+        value = _ipv4_int(ip)
+        if value is not None and value not in _SPECIAL_V4:  # the common case, without an ipaddress object
+            hits = frozenset(name for name, (v4, _) in self._lists.items() if value in v4)
+            return IpFacts(True, True, ip.rsplit(".", 1)[0], hits)
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:

@@ -81,7 +81,7 @@ class PhoneBook:
         return hashlib.blake2b(text.encode(), key=self._key, digest_size=16).hexdigest()
 
     def _facts(self, number: str) -> PhoneFacts:
-        digits = "".join(ch for ch in number if ch.isdigit() or ch == "+")
+        digits = number if number.isdigit() else "".join(ch for ch in number if ch.isdigit() or ch == "+")
         national = _mainland_mobile(digits)
         if national is not None and self._known_segment(national):
             # The common case, answered without phonenumbers' parser (~45 µs): an 11-digit mainland number in
