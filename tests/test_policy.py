@@ -187,3 +187,11 @@ def test_a_campaign_can_have_its_own_policy() -> None:
     other = engine.decide(ev(2, "other"))
     assert other.policy == "default@1"
     assert other.outcome == Outcome.VERIFY and other.challenge == "face"  # the default policy's emulator rule
+
+
+def test_policy_level_kinds_scope_every_rule(engine: Engine) -> None:
+    p = load(engine, BASE.replace("version: 2", "version: 2\nkinds: [claim, scan]"))
+    assert all(r.kinds == {EventKind.CLAIM, EventKind.SCAN} for r in p.rules)
+    assert p.evaluate(EventKind.LOGIN, {**engine.neutral_features(), "dev_emulator": True}) == ([], [])
+    with pytest.raises(PolicyError, match="kinds"):
+        load(engine, BASE.replace("version: 2", "version: 2\nkinds: [logon]"))

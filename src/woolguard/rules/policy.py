@@ -283,13 +283,14 @@ def build_policy(doc: dict[str, Any], features: dict[str, Any], source: str = "<
     failure_mode = doc.get("failure_mode", "open")
     if failure_mode not in ("open", "closed"):
         raise PolicyError("'failure_mode' must be 'open' or 'closed'")
+    default_kinds = None if doc.get("kinds") is None else _parse_kinds(doc.get("kinds"), None, None)
     raw_rules = doc.get("rules")
     if not isinstance(raw_rules, list):
         raise PolicyError("'rules' must be a list")
     rules: list[Rule] = []
     seen: set[str] = set()
     for i, raw in enumerate(raw_rules):
-        rules.append(_build_rule(raw, i, features, seen))
+        rules.append(_build_rule(raw, i, features, seen, default_kinds))
     policy = Policy(id=pid, version=version, rules=rules, thresholds=tuple(thresholds),  # type: ignore[arg-type]
                     tier_relief=relief, outcomes=outcomes, failure_mode=failure_mode,
                     description=str(doc.get("description", "")),
@@ -302,7 +303,18 @@ def build_policy(doc: dict[str, Any], features: dict[str, Any], source: str = "<
     return policy
 
 
-def _build_rule(raw: Any, index: int, features: dict[str, Any], seen: set[str]) -> Rule:
+def _parse_kinds(value: Any, rule: str | None, line: int | None) -> frozenset[EventKind]:
+    if not isinstance(value, list) or not value:
+        raise PolicyError("'kinds' must be a non-empty list of event kinds", rule=rule, line=line)
+    try:
+        return frozenset(EventKind(k) for k in value)
+    except ValueError:
+        raise PolicyError(f"'kinds' must name event kinds: {[k.value for k in EventKind]}",
+                          rule=rule, line=line) from None
+
+
+def _build_rule(raw: Any, index: int, features: dict[str, Any], seen: set[str],
+                default_kinds: frozenset[EventKind] | None = None) -> Rule:
     if not isinstance(raw, dict):
         raise PolicyError(f"rules[{index}] must be a mapping")
     line = raw.get("__line__")
@@ -354,15 +366,7 @@ def _build_rule(raw: Any, index: int, features: dict[str, Any], seen: set[str]) 
             raise PolicyError(f"'challenge' must be one of {[c.value for c in Challenge]}",
                               rule=rid, line=line) from None
     kinds_raw = raw.get("kinds")
-    kinds = None
-    if kinds_raw is not None:
-        if not isinstance(kinds_raw, list) or not kinds_raw:
-            raise PolicyError("'kinds' must be a non-empty list of event kinds", rule=rid, line=line)
-        try:
-            kinds = frozenset(EventKind(k) for k in kinds_raw)
-        except ValueError:
-            raise PolicyError(f"'kinds' must name event kinds: {[k.value for k in EventKind]}",
-                              rule=rid, line=line) from None
+    kinds = default_kinds if kinds_raw is None else _parse_kinds(kinds_raw, rid, line)
     mode = raw.get("mode", "active")
     if mode not in ("active", "shadow"):
         raise PolicyError("'mode' must be 'active' or 'shadow'", rule=rid, line=line)
