@@ -784,6 +784,304 @@ def campaign_audit(tenant: Annotated[str | None, typer.Option("--tenant", help="
         raise typer.Exit(1)
 
 
+# ---------------------------------------------------------------------------------------------------
+# The learned model: import, train, backtest, registry (woolguard.model, woolguard.rules.backtest)
+
+model_app = typer.Typer(no_args_is_help=True, help="The model registry: list, show, activate, roll back, shadow.")
+app.add_typer(model_app, name="model")
+ModelsOpt = Annotated[Path | None, typer.Option("--models", help="Model registry directory "
+                                                "(default $WOOLGUARD_MODELS_DIR or ./models).")]
+
+
+@app.command("import")
+def import_cmd(
+    path: Annotated[Path, typer.Argument(help="A CSV or Parquet event log.")],
+    out: Annotated[Path, typer.Option("--out", help="Directory to write events.parquet and import.json to.")],
+    mapping_file: Annotated[Path | None, typer.Option("--mapping", help="Column mapping as JSON or YAML "
+                                                      "(keys as the options below; options override it).")] = None,
+    time_col: Annotated[str | None, typer.Option("--time", help="Time column.")] = None,
+    time_format: Annotated[str | None, typer.Option("--time-format", help="iso, s, ms or order.")] = None,
+    account: Annotated[str | None, typer.Option(help="Account column.")] = None,
+    device: Annotated[str | None, typer.Option(help="Device column.")] = None,
+    ip: Annotated[str | None, typer.Option(help="IP column.")] = None,
+    amount: Annotated[str | None, typer.Option(help="Amount column.")] = None,
+    label: Annotated[str | None, typer.Option(help="Label column.")] = None,
+    positive: Annotated[list[str] | None, typer.Option(help="Label value meaning fraud (repeatable).")] = None,
+    negative: Annotated[list[str] | None, typer.Option(help="Label value meaning genuine (repeatable; others "
+                                                       "are then unlabelled; default: every non-positive).")] = None,
+    entity: Annotated[list[str] | None, typer.Option(help="Extra entity column with its own windows.")] = None,
+    category: Annotated[list[str] | None, typer.Option(help="Column used as a categorical model input.")] = None,
+    event_id: Annotated[str | None, typer.Option("--event-id", help="Event id column.")] = None,
+    span: Annotated[list[int] | None, typer.Option(help="Window span in seconds (order: in units), repeatable.")]
+    = None,
+    on_error: Annotated[str, typer.Option("--on-error", help="skip (report and skip bad rows) or refuse.")] = "skip",
+) -> None:
+    """Import a CSV or Parquet event log with a column mapping; bad rows are reported by line number."""
+    import yaml
+
+    from woolguard.model.importer import ImportError_, Mapping, import_log
+
+    doc: dict[str, Any] = {}
+    if mapping_file is not None:
+        try:
+            doc = yaml.safe_load(mapping_file.read_text("utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            _fail(f"cannot read mapping {mapping_file}: {exc}")
+    opts = {"time": time_col, "time_format": time_format, "account": account, "device": device, "ip": ip,
+            "amount": amount, "label": label, "positive": positive, "negative": negative, "entities": entity,
+            "categories": category, "event_id": event_id, "spans": span}
+    doc.update({k: v for k, v in opts.items() if v is not None})
+    if not doc.get("time") or not doc.get("account"):
+        _fail("the mapping needs at least --time and --account")
+    try:
+        summary = import_log(path, Mapping.from_dict(doc), out, on_error=on_error)
+    except ImportError_ as exc:
+        for b in exc.bad[:20]:
+            err.print(f"  line {b['line']}: {b['column']}={b['value']!r}: {b['problem']}")
+        _fail(str(exc))
+    except TypeError as exc:
+        _fail(f"mapping: {exc}")
+    for b in summary["bad_shown"][:20]:
+        err.print(f"[yellow]skipped[/] line {b['line']}: {b['column']}={b['value']!r}: {b['problem']}")
+    console.print(f"imported {summary['imported']:,} of {summary['rows']:,} rows ({summary['bad_rows']:,} bad, "
+                  f"skipped{', listed in bad_rows.csv' if summary['bad_rows'] else ''}); {summary['labelled']:,} "
+                  f"labelled, {summary['positives']:,} positive; {len(summary['windows'])} windows → {out}")
+
+
+def _print_train(out: dict[str, Any], name: str, version: int | None, models: Path) -> None:
+    r = out["result"]
+    t = Table(title=f"model {name} v{version}" if version else "model (not saved)")
+    for col in ("slice", "rows", "positives", "AUROC", "AUPRC", "recall@FPR 0.1%", "recall@FPR 1%"):
+        t.add_column(col, justify="left" if col == "slice" else "right")
+    for s in ("valid", "test"):
+        m = r.metrics[s]
+        t.add_row(s, f"{m['rows']:,}", f"{m['positives']:,}", f"{m['auroc']:.4f}", f"{m['auprc']:.4f}",
+                  f"{m['recall_at_fpr']['0.001']:.3f}", f"{m['recall_at_fpr']['0.01']:.3f}")
+    console.print(t)
+    console.print(f"split {r.split['mode']}; {r.rounds} trees; score PSI train→test {r.drift['score_psi']}"
+                  f"{' [red]DRIFT[/]' if r.drift['alerts'] else ''}; top features: "
+                  + ", ".join(d["feature"] for d in r.importance[:5]))
+    for k in ("rules_only_test", "rules_and_model_test"):
+        if k in out:
+            f = out[k]
+            console.print(f"{k}: gang claims caught {f['caught_pct']:.2f}%, genuine rejected "
+                          f"{f['genuine_rejected_pct']:.3f}%, challenged {f['genuine_challenged_pct']:.2f}%")
+    if version:
+        console.print(f"saved {models / name / f'v{version:04d}'} (report.json, report.html)")
+
+
+@app.command()
+def train(
+    data: Annotated[Path | None, typer.Option("--data", help="An import directory (woolguard import --out).")]
+    = None,
+    events: Annotated[Path | None, typer.Option("--events", help="A JSON-lines event file labelled in truth.")]
+    = None,
+    sim: Annotated[bool, typer.Option("--sim", help="Train on a simulated campaign.")] = False,
+    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 7,
+    scale: Annotated[float, typer.Option(help="Simulation scale.")] = 1.0,
+    days: Annotated[int, typer.Option(help="Simulated days.")] = 3,
+    test_days: Annotated[int, typer.Option(help="Simulation: the last N days are the test period.")] = 1,
+    split: Annotated[str, typer.Option(help="time (default) or random (stratified; only to compare with "
+                                       "published results).")] = "time",
+    test_frac: Annotated[float | None, typer.Option(help="Test share (time: 0.3, random: 0.4).")] = None,
+    screen_psi: Annotated[float | None, typer.Option(help="Leave out features whose PSI train→validation "
+                                                     "exceeds this.")] = None,
+    name: Annotated[str | None, typer.Option(help="Model name in the registry.")] = None,
+    models: ModelsOpt = None,
+    activate: Annotated[bool, typer.Option("--activate", help="Activate the new version.")] = False,
+    threads: Annotated[int, typer.Option(help="LightGBM threads.")] = 2,
+    json_path: JsonOpt = None,
+    html_path: HtmlOpt = None,
+) -> None:
+    """Train a LightGBM model on replayed features, test it on a later period, store it in the registry."""
+    from woolguard.model import pipeline
+    from woolguard.model.importer import ImportError_
+    from woolguard.model.registry import Registry
+    from woolguard.model.report import render_html
+
+    if sum([data is not None, events is not None, sim]) != 1:
+        _fail("give exactly one of --data, --events, --sim")
+    reg = Registry(models)
+    if sim:
+        from woolguard.sim import SimConfig
+
+        name = name or "sim"
+        out = pipeline.train_sim(SimConfig(seed=seed, scale=scale, days=days), test_days=test_days, registry=reg,
+                                 name=name, threads=threads)
+    elif events is not None:
+        name = name or "events"
+        out = pipeline.train_events(events, test_frac=test_frac or 0.3, registry=reg, name=name, threads=threads)
+    else:
+        name = name or "import"
+        try:
+            out = pipeline.train_import(data, split=split, test_frac=test_frac, registry=reg, name=name,
+                                        threads=threads, screen_psi=screen_psi)
+        except (ImportError_, ValueError) as exc:
+            _fail(str(exc))
+    version = out.get("version")
+    if activate and version:
+        reg.activate(name, version)
+    _print_train(out, name, version, reg.root)
+    meta = out.get("meta", {})
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(meta, indent=2, ensure_ascii=False, default=str), "utf-8")
+    if html_path:
+        html_path.parent.mkdir(parents=True, exist_ok=True)
+        html_path.write_text(render_html(meta, f"woolguard model {name} v{version}"), "utf-8")
+
+
+@app.command()
+def backtest(
+    candidate_policy: Annotated[Path | None, typer.Option("--candidate-policy", help="Candidate policy file.")]
+    = None,
+    candidate_model: Annotated[str | None, typer.Option("--candidate-model", help="NAME@VERSION in the registry: "
+                                                        "its scores replace the stored model_score.")] = None,
+    policy: PolicyOpt = None,
+    features: Annotated[Path | None, typer.Option("--features", help="Feature rows (Parquet: one column per "
+                                                  "feature, kind, label, value).")] = None,
+    db: DbOpt = None,
+    since: Annotated[str | None, typer.Option(help="Decision log from (epoch ms or ISO time).")] = None,
+    until: Annotated[str | None, typer.Option(help="Decision log before (epoch ms or ISO time).")] = None,
+    tenant: TenantOpt = "default",
+    models: ModelsOpt = None,
+    json_path: JsonOpt = None,
+) -> None:
+    """Replay stored feature rows through a candidate policy and/or model; report what changes against the active."""
+    import polars as pl
+
+    from woolguard.engine import Engine
+    from woolguard.rules import backtest as bt
+    from woolguard.rules.policy import PolicyError
+
+    engine = Engine()
+    try:
+        active = engine.load_policy_text(policy.read_text("utf-8"), str(policy)) if policy else engine.policy
+        cand = (engine.load_policy_text(candidate_policy.read_text("utf-8"), str(candidate_policy))
+                if candidate_policy else active)
+    except (PolicyError, OSError) as exc:
+        _fail(f"policy: {exc}")
+    if features is not None:
+        df = pl.read_parquet(features)
+    else:
+        from woolguard.storage import open_database
+
+        with open_database(db) as database:
+            df = bt.frame_from_decision_log(database, tenant, _epoch_ms(since, "since"), _epoch_ms(until, "until"))
+    if df.height == 0:
+        _fail("no rows to backtest")
+    cms = None
+    if candidate_model:
+        import numpy as np
+
+        from woolguard.model.registry import Registry
+
+        mname, _, ver = candidate_model.partition("@")
+        scorer = Registry(models).scorer(mname, int(ver.lstrip("v")))
+        cols = {n: df[n].to_list() for n in scorer.spec.names if n in df.columns}
+        cms = np.rint(scorer.probabilities(scorer.spec.matrix(cols)) * 100).astype(np.int64)
+    out = bt.backtest(df, active, cand, candidate_model_score=cms)
+    t = Table(title=f"backtest of {out['events']:,} events ({out['payout_events']:,} payouts) in {out['seconds']} s")
+    for col in ("", "gang rejected %", "gang stopped or challenged %", "genuine rejected %", "genuine friction %",
+                "money saved ¥"):
+        t.add_column(col, justify="right" if col else "left")
+    for side in ("active", "candidate"):
+        s = out[side]
+        t.add_row(f"{side} {s['policy']}", f"{s['gang_rejected_pct']:.2f}",
+                  f"{s['gang_stopped_or_challenged_pct']:.2f}",
+                  f"{s['genuine_rejected_pct']:.3f}", f"{s['genuine_friction_pct']:.3f}", f"{s['money_saved']:,.2f}")
+    console.print(t)
+    console.print("changed outcomes: " + (", ".join(f"{k} {v:,}" for k, v in out["changed_outcomes"].items())
+                                          or "none"))
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(out, indent=2, ensure_ascii=False), "utf-8")
+        console.print(f"wrote {json_path}")
+
+
+@model_app.command("list")
+def model_list(models: ModelsOpt = None) -> None:
+    """Every model and version, with its test metrics and which one is active or shadow."""
+    from woolguard.model.registry import Registry
+
+    reg = Registry(models)
+    t = Table(title=f"models in {reg.root}")
+    for col in ("name", "version", "state", "split", "test AUROC", "test AUPRC", "trained on"):
+        t.add_column(col)
+    for name in reg.names():
+        st = reg.state(name)
+        for v in reg.versions(name):
+            m = reg.meta(name, v)
+            state = "active" if st.get("active") == v else "shadow" if st.get("shadow") == v else ""
+            test = m.get("metrics", {}).get("test", {})
+            t.add_row(name, str(v), state, m.get("split", {}).get("mode", ""), str(test.get("auroc")),
+                      str(test.get("auprc")), str(m.get("source", {}).get("kind", "")))
+    console.print(t)
+
+
+@model_app.command("show")
+def model_show(name: Annotated[str, typer.Argument(help="Model name.")],
+               version: Annotated[int | None, typer.Argument(help="Version (default: the active one).")] = None,
+               models: ModelsOpt = None) -> None:
+    """A version's metadata (training window, features, metrics, thresholds, drift) as JSON."""
+    from woolguard.model.registry import Registry, RegistryError
+
+    reg = Registry(models)
+    v = version or reg.state(name).get("active")
+    if not v:
+        _fail(f"{name}: no active version; name one")
+    try:
+        meta = reg.meta(name, v)
+    except RegistryError as exc:
+        _fail(str(exc))
+    meta.pop("reference", None)
+    meta.pop("curves", None)
+    print(json.dumps(meta, indent=2, ensure_ascii=False))
+
+
+@model_app.command("activate")
+def model_activate(name: Annotated[str, typer.Argument(help="Model name.")],
+                   version: Annotated[int, typer.Argument(help="Version to activate.")],
+                   models: ModelsOpt = None) -> None:
+    """Make a version the one the engine acts on."""
+    from woolguard.model.registry import Registry, RegistryError
+
+    try:
+        st = Registry(models).activate(name, version)
+    except RegistryError as exc:
+        _fail(str(exc))
+    console.print(f"{name}: active v{st['active']}" + (f", shadow v{st['shadow']}" if st.get("shadow") else ""))
+
+
+@model_app.command("rollback")
+def model_rollback(name: Annotated[str, typer.Argument(help="Model name.")], models: ModelsOpt = None) -> None:
+    """Re-activate the version that was active before the current one."""
+    from woolguard.model.registry import Registry, RegistryError
+
+    try:
+        st = Registry(models).rollback(name)
+    except RegistryError as exc:
+        _fail(str(exc))
+    console.print(f"{name}: rolled back to v{st['active']}")
+
+
+@model_app.command("shadow")
+def model_shadow(name: Annotated[str, typer.Argument(help="Model name.")],
+                 version: Annotated[int | None, typer.Argument(help="Version to shadow (omit with --off).")] = None,
+                 off: Annotated[bool, typer.Option("--off", help="Stop shadowing.")] = False,
+                 models: ModelsOpt = None) -> None:
+    """Score a version beside the active one, logged as model_shadow_score and never acted on."""
+    from woolguard.model.registry import Registry, RegistryError
+
+    if (version is None) != off:
+        _fail("give a version, or --off")
+    try:
+        st = Registry(models).shadow(name, None if off else version)
+    except RegistryError as exc:
+        _fail(str(exc))
+    console.print(f"{name}: shadow {'off' if st['shadow'] is None else 'v' + str(st['shadow'])}")
+
+
 def main() -> None:  # pragma: no cover - entry point
     app()
 

@@ -106,7 +106,7 @@ class LightGBMScorer:
 
     def __init__(self, model_text: str, spec: FeatureSpec, calibration: Calibration | None = None,
                  levels: Sequence[float] = (), ref: str = ""):
-        self.booster = lgb.Booster(model_str=model_text, params={"num_threads": 1})
+        self.booster = lgb.Booster(model_str=model_text)
         self.spec = spec
         self.feature_names = list(spec.names)
         self.calibration = calibration or Calibration()

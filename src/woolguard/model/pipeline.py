@@ -1,0 +1,188 @@
+"""From data to a registered model: the steps ``woolguard train`` and ``bench/model.py`` run.
+
+* simulated campaigns (:func:`train_sim`): replay the whole campaign through the engine (rules only), train on the
+  first days' payout events, test on the last day; then replay again with the model in the engine and a policy with
+  the model's rules, and report what rules + model catch on the test days;
+* a recorded event file (:func:`train_events`): the same replay, split by time;
+* an imported log (:func:`train_import`): the import's window catalogue, then a time (or random) split.
+
+Features that only say *when* (``campaign_age_s``, ``hour``) are left out of engine models by default: on a time
+split their later values never occur in training (measured on the validation slice: AUROC 0.964 → 0.975 at scale
+0.2 without them).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from woolguard.engine import CampaignInfo, Engine, default_policy_text
+from woolguard.events import Event
+from woolguard.model.features import FeatureTable, replay_events, spec_for_engine
+from woolguard.model.registry import Registry
+from woolguard.model.report import render_html
+from woolguard.model.scorer import LightGBMScorer
+from woolguard.model.train import TrainResult, random_split, time_split, train
+
+TIME_ONLY = ("campaign_age_s", "hour")
+DAY_MS = 86_400_000
+
+
+def score_thresholds(levels: list[float]) -> list[int]:
+    """``model_score`` (0-100) at which each level starts, from calibrated probabilities."""
+    return [min(100, max(1, math.ceil(p * 100 - 0.5))) for p in levels]
+
+
+def model_rules(levels: list[float]) -> list[dict[str, Any]]:
+    """Policy rules acting on the model: level 2 asks for a captcha, level 3 a face check, level 4 rejects."""
+    t = score_thresholds(levels)
+    return [
+        {"id": "model_high", "when": f"model_score >= {t[3]}", "score": 80, "level": 4, "reason": "model.score",
+         "description": "The model's top level (validation FPR ≤ 0.1%)."},
+        {"id": "model_elevated", "when": f"model_score >= {t[2]}", "score": 60, "level": 3, "challenge": "face",
+         "reason": "model.score", "description": "The model's level 3 (validation FPR ≤ 0.5%): a face check."},
+        {"id": "model_watch", "when": f"model_score >= {t[1]}", "score": 40, "reason": "model.score",
+         "description": "The model's level 2 (validation FPR ≤ 2%): a captcha."},
+    ]
+
+
+def policy_with_model(levels: list[float], base_text: str | None = None) -> str:
+    """A policy: ``base_text`` (default: the shipped one) plus :func:`model_rules`, as YAML text."""
+    doc = yaml.safe_load(base_text or default_policy_text())
+    doc["rules"] = [r for r in doc["rules"] if not str(r.get("id", "")).startswith("model_")] + model_rules(levels)
+    doc["version"] = int(doc.get("version", 1))
+    return yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
+
+
+def sim_engine(cfg: Any, model: Any = None, policy_text: str | None = None) -> Engine:
+    from woolguard.sim import campaign_info
+
+    engine = Engine(model=model)
+    info = campaign_info(cfg)
+    engine.campaigns[cfg.campaign_id] = CampaignInfo(cfg.campaign_id, info["start_ms"], info["end_ms"])
+    if policy_text is not None:
+        engine.set_policy(engine.load_policy_text(policy_text, "<policy with model>"))
+    return engine
+
+
+def save(result: TrainResult, registry: Registry, name: str, extra: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    meta = {**result.meta(), "training_window": result.split["train"],
+            "policy_thresholds": {"model_score": score_thresholds(result.levels), "rules": model_rules(result.levels)},
+            "curves": result.curves, **extra}
+    version = registry.save(name, result.model_text, meta)
+    meta = registry.meta(name, version)
+    vdir = registry.path(name, version)
+    import json
+
+    (vdir / "report.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False), "utf-8")
+    (vdir / "report.html").write_text(render_html(meta, f"woolguard model {name} v{version}"), "utf-8")
+    return version, meta
+
+
+def _engine_matrix(tab: FeatureTable, names: list[str], exclude: Iterable[str]) -> tuple[np.ndarray, Any]:
+    spec = spec_for_engine([n for n in names if n not in set(exclude)])
+    return spec.matrix(tab.columns), spec
+
+
+def train_sim(cfg: Any, *, test_days: int = 1, registry: Registry | None = None, name: str = "sim",
+              params: dict[str, Any] | None = None, threads: int = 2, evaluate: bool = True,
+              exclude: Iterable[str] = TIME_ONLY) -> dict[str, Any]:
+    """Train on the first ``days - test_days`` days of a simulated campaign, test on the rest."""
+    from woolguard.report import Report
+    from woolguard.sim import challenge_passed, simulate
+
+    test_from = cfg.start_ms + (cfg.days - test_days) * DAY_MS
+    engine = sim_engine(cfg)
+    base = Report(challenge_passed)
+
+    def base_sink(ev: Event, d: Any) -> None:
+        if ev.ts >= test_from:
+            base.add(ev, d, 0)
+
+    t0 = time.perf_counter()
+    tab = replay_events(simulate(cfg), engine, on_decision=base_sink)
+    replay_s = time.perf_counter() - t0
+    x, spec = _engine_matrix(tab, engine.feature_names, exclude)
+    y = tab.label.astype(np.int64)
+    split = time_split(tab.ts, y, test_from_ms=test_from)
+    result = train(x, y, tab.ts, spec, split, params=params, threads=threads)
+    out: dict[str, Any] = {"rows": len(tab), "replay_seconds": round(replay_s, 1), "result": result,
+                           "rules_only_test": _figures(base.to_dict())}
+    if evaluate:
+        scorer = LightGBMScorer(result.model_text, result.spec, result.calibration, result.levels)
+        policy_text = policy_with_model(result.levels)
+        engine2 = sim_engine(cfg, model=scorer, policy_text=policy_text)
+        both = Report(challenge_passed)
+
+        def sink(ev: Event, d: Any) -> None:
+            if ev.ts >= test_from:
+                both.add(ev, d, 0)
+
+        replay_events(simulate(cfg), engine2, keep=lambda ev: False, on_decision=sink)
+        out["rules_and_model_test"] = _figures(both.to_dict())
+    extra = {"source": {"kind": "sim", "seed": cfg.seed, "scale": cfg.scale, "days": cfg.days,
+                        "test_days": test_days}, "excluded_features": list(exclude),
+             "evaluation": {k: v for k, v in out.items() if k.endswith("_test")}}
+    if registry is not None:
+        out["version"], out["meta"] = save(result, registry, name, extra)
+    return out
+
+
+def _figures(rep: dict[str, Any]) -> dict[str, Any]:
+    t = rep["totals"]
+    g = rep["genuine"]
+    return {"gang_claims": t["gang_claims"], "caught_pct": t["gang_caught_pct"], "genuine_claims": g["claims"],
+            "genuine_rejected_pct": g["rejected_pct"], "genuine_challenged_pct": g["challenged_pct"],
+            "genuine_not_paid_pct": g["not_paid_pct"], "prize_saved": t["prize_saved"],
+            "by_archetype": {a: v["caught_pct"] for a, v in rep["archetypes"].items()}}
+
+
+def train_events(path: str | Path, *, test_frac: float = 0.3, registry: Registry | None = None, name: str = "events",
+                 params: dict[str, Any] | None = None, threads: int = 2,
+                 exclude: Iterable[str] = TIME_ONLY) -> dict[str, Any]:
+    """Train on a recorded JSON-lines event file labelled in ``truth``, split by time."""
+    from woolguard.sim import read_jsonl
+
+    engine = Engine()
+    tab = replay_events(read_jsonl(Path(path)), engine)
+    x, spec = _engine_matrix(tab, engine.feature_names, exclude)
+    y = tab.label.astype(np.int64)
+    result = train(x, y, tab.ts, spec, time_split(tab.ts, y, test_frac), params=params, threads=threads)
+    out: dict[str, Any] = {"rows": len(tab), "result": result}
+    if registry is not None:
+        out["version"], out["meta"] = save(result, registry, name, {"source": {"kind": "events", "path": str(path)},
+                                                                    "excluded_features": list(exclude)})
+    return out
+
+
+def train_import(data_dir: str | Path, *, split: str = "time", test_frac: float | None = None, seed: int = 42,
+                 registry: Registry | None = None, name: str = "import", params: dict[str, Any] | None = None,
+                 threads: int = 2, screen_psi: float | None = None, features: Any = None) -> dict[str, Any]:
+    """Train on an imported log (``woolguard import``'s output directory)."""
+    from woolguard.model.importer import imported_features, load_import
+
+    df, mapping, meta = load_import(data_dir)
+    t0 = time.perf_counter()
+    f = features if features is not None else imported_features(df, mapping)
+    feat_s = time.perf_counter() - t0
+    y = f.label
+    if split == "random":
+        sp = random_split(y, 0.4 if test_frac is None else test_frac, seed=seed)
+    elif split == "time":
+        sp = time_split(f.ts, y, 0.3 if test_frac is None else test_frac)
+    else:
+        raise ValueError("split must be 'time' or 'random'")
+    result = train(f.x, y, f.ts, f.spec, sp, params=params, threads=threads, screen_psi=screen_psi)
+    out: dict[str, Any] = {"rows": int(f.x.shape[0]), "feature_seconds": round(feat_s, 1), "result": result,
+                           "features": f}
+    if registry is not None:
+        out["version"], out["meta"] = save(result, registry, name, {
+            "source": {"kind": "import", "dir": str(data_dir), "file": meta.get("source")},
+            "import_mapping": meta.get("mapping")})
+    return out
