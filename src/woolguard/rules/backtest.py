@@ -80,13 +80,13 @@ def rule_masks(df: pl.DataFrame, policy: Policy, memo: _Memo | None = None) -> d
                 except Exception:  # a rule error never fires (the engine logs it as engine.rule_error)
                     continue
             if len(refs) == 1:
-                expr = pl.col(refs[0]).is_in(pl.Series([r[0] for r in true_rows], dtype=df.schema[refs[0]]))
+                expr = pl.col(refs[0]).is_in(pl.Series([r[0] for r in true_rows], dtype=df.schema[refs[0]]).implode())
             elif not true_rows:
                 expr = pl.lit(False)
             else:
                 hashes = pl.DataFrame(true_rows, schema={n: df.schema[n] for n in refs}, orient="row").select(
                     pl.struct(refs).hash(7).alias("h"))["h"]
-                expr = pl.struct(refs).hash(7).is_in(hashes)
+                expr = pl.struct(refs).hash(7).is_in(hashes.implode())
         if rule.kinds is not None:
             expr = expr & pl.col("kind").is_in([k.value for k in rule.kinds])
         exprs.append(expr.fill_null(False).alias(rule.id))

@@ -1,0 +1,149 @@
+"""The learned model: training features equal the engine's online ones, scoring equals LightGBM, registry."""
+
+from __future__ import annotations
+
+import math
+
+import lightgbm as lgb
+import numpy as np
+import pytest
+
+from woolguard.engine import Engine
+from woolguard.events import PAYOUT_KINDS
+from woolguard.model import metrics
+from woolguard.model.features import FeatureSpec, replay_events, spec_for_engine
+from woolguard.model.pipeline import TIME_ONLY, policy_with_model, sim_engine
+from woolguard.model.registry import Registry, RegistryError
+from woolguard.model.scorer import Calibration, LightGBMScorer, ShadowScorer
+from woolguard.model.train import random_split, time_split, train
+from woolguard.sim import SimConfig, simulate
+
+CFG = SimConfig(seed=3, scale=0.03, days=2)
+
+
+@pytest.fixture(scope="module")
+def table():
+    engine = sim_engine(CFG)
+    return engine.feature_names, replay_events(simulate(CFG), engine, sweep=False)
+
+
+@pytest.fixture(scope="module")
+def trained(table):
+    names, tab = table
+    spec = spec_for_engine([n for n in names if n not in TIME_ONLY])
+    x = spec.matrix(tab.columns)
+    y = tab.label.astype(np.int64)
+    split = time_split(tab.ts, y, test_from_ms=CFG.start_ms + 86_400_000)
+    return x, y, spec, train(x, y, tab.ts, spec, split, threads=1, max_rounds=60)
+
+
+def test_training_features_equal_online_features(table):
+    names, tab = table
+    online = sim_engine(CFG)  # a fresh engine deciding event by event, as the API does
+    rows = {}
+    for ev in simulate(CFG):
+        d = online.decide(online.normalise(ev))
+        if ev.kind in PAYOUT_KINDS:
+            rows[ev.event_id] = d.features
+    assert len(rows) == len(tab) > 500
+    for i, eid in enumerate(tab.event_id):
+        f = rows[eid]
+        for n in names:
+            assert tab.columns[n][i] == f[n], (eid, n)
+
+
+def test_scorer_equals_lightgbm_predict(trained, table):
+    x, _y, spec, res = trained
+    _, tab = table
+    scorer = LightGBMScorer(res.model_text, spec, res.calibration, res.levels)
+    booster = lgb.Booster(model_str=res.model_text)
+    ref = booster.predict(x)
+    for i in range(0, len(tab), max(1, len(tab) // 300)):
+        feats = {n: tab.columns[n][i] for n in tab.columns}
+        assert abs(scorer.raw_probability(feats) - ref[i]) <= 1e-6
+        p, contrib = scorer.score(feats)
+        assert abs(p - res.calibration(booster.predict(x[i:i + 1], raw_score=True)[0])) <= 1e-9
+    # contributions: LightGBM's own, read lazily, largest first, all pushing towards fraud
+    top = list(contrib)
+    assert all(v > 0 for _, v in top) and top == sorted(top, key=lambda kv: -kv[1])
+
+
+def test_model_metrics_on_later_day(trained):
+    _, _, _, res = trained
+    assert res.split["train"]["last_ts"] < res.split["test"]["first_ts"]
+    assert res.metrics["test"]["auroc"] > 0.9
+    assert len(res.levels) == 4 and res.levels == sorted(res.levels)
+    assert "score_psi" in res.drift and res.drift["alert_threshold"] == metrics.PSI_ALERT
+
+
+def test_engine_uses_model_and_names_contributions(trained, table):
+    _, _, spec, res = trained
+    _, _tab = table
+    scorer = LightGBMScorer(res.model_text, spec, res.calibration, res.levels)
+    engine = sim_engine(CFG, model=scorer, policy_text=policy_with_model(res.levels))
+    seen = 0
+    for ev in simulate(CFG):
+        d = engine.decide(engine.normalise(ev))
+        for r in d.reasons:
+            if r.rule == "model":
+                assert r.values["model_score"] >= 40
+                assert len(r.values) >= 2  # the score and at least one contributing feature
+                seen += 1
+    assert seen > 0
+
+
+def test_registry_activate_rollback_shadow(tmp_path, trained):
+    _, _, spec, res = trained
+    reg = Registry(tmp_path)
+    meta = {"features": spec.to_dict(), "calibration": res.calibration.to_dict(), "levels": res.levels}
+    v1 = reg.save("m", res.model_text, meta)
+    v2 = reg.save("m", res.model_text, meta)
+    assert (v1, v2) == (1, 2)
+    assert reg.engine_scorer("m") is None
+    reg.activate("m", 1)
+    reg.activate("m", 2)
+    assert reg.rollback("m")["active"] == 1
+    reg.shadow("m", 2)
+    sc = reg.engine_scorer("m")
+    assert isinstance(sc, ShadowScorer)
+    feats = dict.fromkeys(spec.names, 0)
+    feats["kind"] = "claim"
+    p, _ = sc.score(feats)
+    assert 0 <= p <= 1 and 0 <= feats["model_shadow_score"] <= 100
+    with pytest.raises(RegistryError):
+        reg.activate("m", 9)
+    with pytest.raises(RegistryError):
+        reg.save("bad name", "", {})
+
+
+def test_metrics_against_brute_force():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 300)
+    s = rng.random(300) + y * 0.3
+    pos, neg = s[y == 1], s[y == 0]
+    brute = ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (pos.size * neg.size)
+    assert math.isclose(metrics.auroc(y, s), brute, rel_tol=1e-9)
+    assert 0 < metrics.auprc(y, s) <= 1
+    assert metrics.recall_at_fpr(y, s, 1.0) == 1.0
+    assert metrics.psi([0.5, 0.5], [0.5, 0.5]) == 0.0
+
+
+def test_splits():
+    y = np.array([0] * 80 + [1] * 20 + [-1] * 10)
+    ts = np.arange(y.size)
+    r = random_split(y, 0.4, 0.2, seed=1)
+    assert r.test.size == 40 and y[r.test].sum() == 8
+    assert not set(r.train) & set(r.test) and not set(r.valid) & set(r.test)
+    t = time_split(ts, y, 0.3, 0.2)
+    assert ts[t.train].max() < ts[t.valid].min() <= ts[t.valid].max() < ts[t.test].min()
+    assert -1 not in set(y[np.concatenate([t.train, t.valid, t.test])])
+
+
+def test_spec_vector_and_matrix_agree():
+    spec = FeatureSpec(["a", "kind", "b"], {"kind": {"claim": 3}})
+    cols = {"a": [1, 2], "kind": ["claim", "odd"], "b": [True, False]}
+    m = spec.matrix(cols)
+    v = spec.vector_into({"a": 1, "kind": "claim", "b": True}, np.zeros(3))
+    assert np.array_equal(m[0], v) and math.isnan(m[1, 1])
+    assert Calibration(1, 0)(0.0) == 0.5
+    assert Engine().feature_names  # the engine exposes its feature names for the spec
