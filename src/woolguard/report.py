@@ -187,6 +187,24 @@ class GangSweep:
         self.money: dict[str, float] = defaultdict(float)
         self.paid_pre: dict[str, float] = {}
 
+    def before(self, engine: Engine, ts_s: int) -> None:
+        """Called before each event: runs the detectors when the next sweep is due."""
+        if self.next_s is None:
+            self.next_s = ts_s + self.interval_s
+        elif ts_s >= self.next_s:
+            self.run(engine, ts_s)
+
+    def after(self, event: Event, paid: bool) -> None:
+        """Called after each decided (normalised) event: its links, and the money it took."""
+        self.buffer.add(event)
+        acct = event.account.id
+        if event.truth is not None:
+            self.truth[acct] = event.truth
+        if event.kind in PAYOUT_KINDS and event.value and paid:
+            self.money[acct] += event.value
+            if acct not in self.detected_at:
+                self.paid_pre[acct] = self.paid_pre.get(acct, 0.0) + event.value
+
     def run(self, engine: Engine | None, now_s: int) -> None:
         from woolguard.gangs.campaign import detect_buffer
 
@@ -239,21 +257,23 @@ def decide_stream(events: Iterable[Event], engine: Engine, report: Report,
     """Decide every event in order; time only the engine; hand each decision to ``sink``. The online
     gang sweep (a default :class:`GangSweep`, or the one given; ``sweep=False`` turns it off) runs
     between events, not timed as engine time, and its figures go in the report (``report.gangs``)."""
-    if sweep is not False:
-        return _decide_with_sweep(events, engine, report, sink, progress,
-                                  GangSweep() if sweep is True else sweep)
+    gang_sweep = None if sweep is False else (GangSweep() if sweep is True else sweep)
     clock = time.perf_counter_ns
     decide = engine.decide
+    normalise = engine.normalise
     engine_ns = 0
     n = 0
-    normalise = engine.normalise
     for raw in events:
+        if gang_sweep is not None:
+            gang_sweep.before(engine, raw.ts // 1000)
         t0 = clock()
         event = normalise(raw)  # the clear phone number goes no further than this
         decision = decide(event)
         dt = clock() - t0
         engine_ns += dt
         report.add(event, decision, dt)
+        if gang_sweep is not None:
+            gang_sweep.after(event, report.last_paid)
         if sink is not None:
             sink(event, decision)
         n += 1
@@ -262,43 +282,6 @@ def decide_stream(events: Iterable[Event], engine: Engine, report: Report,
     if progress is not None:
         progress(n % 2000)
     report.engine_seconds += engine_ns / 1e9
-    return report
-
-
-def _decide_with_sweep(events: Iterable[Event], engine: Engine, report: Report,
-                       sink: Callable[[Event, Decision], None] | None,
-                       progress: Callable[[int], None] | None, sweep: GangSweep) -> Report:
-    clock = time.perf_counter_ns
-    engine_ns = 0
-    n = 0
-    buffer_add = sweep.buffer.add
-    for raw in events:
-        ts_s = raw.ts // 1000
-        if sweep.next_s is None:
-            sweep.next_s = ts_s + sweep.interval_s
-        elif ts_s >= sweep.next_s:
-            sweep.run(engine, ts_s)
-        t0 = clock()
-        event = engine.normalise(raw)
-        decision = engine.decide(event)
-        dt = clock() - t0
-        engine_ns += dt
-        report.add(event, decision, dt)
-        buffer_add(event)
-        acct = event.account.id
-        if event.truth is not None:
-            sweep.truth[acct] = event.truth
-        if event.kind in PAYOUT_KINDS and event.value and report.last_paid:
-            sweep.money[acct] += event.value
-            if acct not in sweep.detected_at:
-                sweep.paid_pre[acct] = sweep.paid_pre.get(acct, 0.0) + event.value
-        if sink is not None:
-            sink(event, decision)
-        n += 1
-        if progress is not None and n % 2000 == 0:
-            progress(2000)
-    if progress is not None:
-        progress(n % 2000)
-    report.engine_seconds += engine_ns / 1e9
-    report.gangs = sweep.figures()
+    if gang_sweep is not None:
+        report.gangs = gang_sweep.figures()
     return report
