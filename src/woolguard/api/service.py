@@ -379,15 +379,11 @@ class DecisionService:
         pipe = self.pipe
         if pipe is None:
             return self.decide(tenant, event)
-        rt = self.runtime(tenant)
+        rt, early = self._known_or_unready(tenant, event)
+        if early is not None:
+            return early
         engine = rt.engine
         eid = event.event_id
-        prior = engine.recall(eid) or rt.degraded_recent.get(eid)
-        if prior is not None:
-            metrics.DUPLICATES.labels(tenant).inc()
-            return self._own(prior, tenant)
-        if not rt.loaded:
-            return self._degraded(rt, event, f"database: tenant policy not loaded ({self.db_error})")
         if self.redis_breaker.is_open():
             return self._degraded(rt, event, f"redis: {self.redis_breaker.last_error}")
         state = engine.state
@@ -439,17 +435,25 @@ class DecisionService:
 
         self.pipe.send("SET", key, value, "EX", self.settings.idempotency_ttl_s, on_fail=requeue)
 
-    def decide(self, tenant: str, event: Event) -> Decision | Pending:
-        """Decide one event for ``tenant`` (or return its first decision). Never raises for a dependency."""
+    def _known_or_unready(self, tenant: str, event: Event) -> tuple[TenantRuntime, Decision | None]:
+        """The tenant's runtime, and the answer when no fresh decision is needed: the first decision of a
+        retried event, or the failure mode's while the tenant's policy is not loaded."""
         rt = self.runtime(tenant)
-        engine = rt.engine
-        eid = event.event_id
-        prior = engine.recall(eid) or rt.degraded_recent.get(eid)
+        prior = rt.engine.recall(event.event_id) or rt.degraded_recent.get(event.event_id)
         if prior is not None:
             metrics.DUPLICATES.labels(tenant).inc()
-            return self._own(prior, tenant)
+            return rt, self._own(prior, tenant)
         if not rt.loaded:
-            return self._degraded(rt, event, f"database: tenant policy not loaded ({self.db_error})")
+            return rt, self._degraded(rt, event, f"database: tenant policy not loaded ({self.db_error})")
+        return rt, None
+
+    def decide(self, tenant: str, event: Event) -> Decision | Pending:
+        """Decide one event for ``tenant`` (or return its first decision). Never raises for a dependency."""
+        rt, early = self._known_or_unready(tenant, event)
+        if early is not None:
+            return early
+        engine = rt.engine
+        eid = event.event_id
         key = None
         if self.redis is not None:
             if self.redis_breaker.is_open():
