@@ -40,15 +40,17 @@ def score_thresholds(levels: list[float]) -> list[int]:
 
 
 def model_rules(levels: list[float]) -> list[dict[str, Any]]:
-    """Policy rules acting on the model: level 2 asks for a captcha, level 3 a face check, level 4 rejects."""
+    """Policy rules acting on the model: each sets a floor on the level (score 0, so that the model's rules never
+    add up with each other): level 2 asks for a captcha, level 3 a face check, level 4 rejects."""
     t = score_thresholds(levels)
     return [
-        {"id": "model_high", "when": f"model_score >= {t[3]}", "score": 80, "level": 4, "reason": "model.score",
-         "description": "The model's top level (validation FPR ≤ 0.1%)."},
-        {"id": "model_elevated", "when": f"model_score >= {t[2]}", "score": 60, "level": 3, "challenge": "face",
-         "reason": "model.score", "description": "The model's level 3 (validation FPR ≤ 0.5%): a face check."},
-        {"id": "model_watch", "when": f"model_score >= {t[1]}", "score": 40, "reason": "model.score",
-         "description": "The model's level 2 (validation FPR ≤ 2%): a captcha."},
+        {"id": "model_high", "when": f"model_score >= {t[3]}", "score": 0, "level": 4, "reason": "model.score",
+         "description": "The model's top level (validation FPR <= 0.1%)."},
+        {"id": "model_elevated", "when": f"model_score >= {t[2]} && model_score < {t[3]}", "score": 0, "level": 3,
+         "challenge": "face", "reason": "model.score",
+         "description": "The model's level 3 (validation FPR <= 0.5%): a face check."},
+        {"id": "model_watch", "when": f"model_score >= {t[1]} && model_score < {t[2]}", "score": 0, "level": 2,
+         "reason": "model.score", "description": "The model's level 2 (validation FPR <= 2%): a captcha."},
     ]
 
 
@@ -92,7 +94,7 @@ def _engine_matrix(tab: FeatureTable, names: list[str], exclude: Iterable[str]) 
 
 def train_sim(cfg: Any, *, test_days: int = 1, registry: Registry | None = None, name: str = "sim",
               params: dict[str, Any] | None = None, threads: int = 2, evaluate: bool = True,
-              exclude: Iterable[str] = TIME_ONLY) -> dict[str, Any]:
+              exclude: Iterable[str] = TIME_ONLY, keep_table: bool = False) -> dict[str, Any]:
     """Train on the first ``days - test_days`` days of a simulated campaign, test on the rest."""
     from woolguard.report import Report
     from woolguard.sim import challenge_passed, simulate
@@ -131,6 +133,9 @@ def train_sim(cfg: Any, *, test_days: int = 1, registry: Registry | None = None,
              "evaluation": {k: v for k, v in out.items() if k.endswith("_test")}}
     if registry is not None:
         out["version"], out["meta"] = save(result, registry, name, extra)
+    if keep_table:
+        out["table"] = tab
+        out["feature_names"] = engine.feature_names
     return out
 
 
