@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import random
 import socket
@@ -14,6 +13,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 import pytest
 import redis
 
+from woolguard.api.testing import pipe_sockets
 from woolguard.engine import Engine
 from woolguard.events import EventKind
 from woolguard.features import FeatureStateUnavailable, MemoryState, RedisState
@@ -339,19 +339,8 @@ class Proxy:
                 continue
             upstream = socket.create_connection(self.target)
             for src, dst in ((conn, upstream), (upstream, conn)):
-                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+                threading.Thread(target=pipe_sockets, args=(src, dst), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         self.server.close()

@@ -71,6 +71,19 @@ class PrivateRedis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+
+def pipe_sockets(src: socket.socket, dst: socket.socket) -> None:
+    """Copy bytes from ``src`` to ``dst`` until either side closes, then shut both down (proxy threads)."""
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
 class CuttableProxy:
     """A TCP forwarder on a free port to ``target``; :meth:`cut` closes it and every connection through it
     (new connections are refused), :meth:`restore` listens again on the same port."""
@@ -111,19 +124,8 @@ class CuttableProxy:
             with self._lock:
                 self._conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+                threading.Thread(target=pipe_sockets, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
 
     def cut(self) -> None:
         self._open = False
