@@ -82,3 +82,20 @@ def test_policy_check_cli(tmp_path: Path) -> None:
     broken.write_text("id: p\nrules:\n  - id: r1\n    when: dev_emulator &&\n    reason: device.emulator\n")
     res = runner.invoke(app, ["policy", "check", str(broken)])
     assert res.exit_code == 1 and "r1" in res.output
+
+
+def test_replay_reorders_small_disorder_and_refuses_large(tmp_path: Path) -> None:
+    def line(i: int, ts: int) -> str:
+        return json.dumps({"event_id": f"e{i}", "kind": "login", "ts": ts, "account": {"id": f"a{i}"}})
+
+    t = 1_800_000_000_000
+    shuffled = tmp_path / "shuffled.jsonl"
+    shuffled.write_text("\n".join(line(i, t + d) for i, d in enumerate([0, 30_000, 10_000, 400_000, 20_000])) + "\n")
+    out = tmp_path / "r.json"
+    res = runner.invoke(app, ["replay", str(shuffled), "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["events"] == 5
+    late = tmp_path / "late.jsonl"
+    late.write_text("\n".join(line(i, t + d) for i, d in enumerate([0, 1_000_000, 2_000_000, 30_000])) + "\n")
+    res = runner.invoke(app, ["replay", str(late)])
+    assert res.exit_code == 2 and "time order" in res.output

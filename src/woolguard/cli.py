@@ -129,6 +129,9 @@ def _write_outputs(report: dict[str, Any], json_path: Path | None, html_path: Pa
         console.print(f"wrote {html_path}")
 
 
+#: How far back in time replay re-sorts a recorded stream (10 minutes).
+REORDER_MS = 600_000
+
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the report as JSON here.")]
 HtmlOpt = Annotated[Path | None, typer.Option("--html", help="Write an HTML page with charts here.")]
 PolicyOpt = Annotated[Path | None, typer.Option("--policy", help="Policy file (default: the shipped policy).")]
@@ -231,13 +234,24 @@ def replay(
     url = (db or __import__("woolguard.storage", fromlist=["default_url"]).default_url()) if log else None
 
     def ordered() -> Iterator[Any]:
-        last = None
-        for ev in events:
-            if last is not None and ev.ts < last - 60_000:
-                _fail(f"events must be in time order: event {ev.event_id} is {(last - ev.ts) / 1000:.0f} s "
-                      "earlier than the one before it")
-            last = ev.ts if last is None else max(last, ev.ts)
-            yield ev
+        # Real logs are a little out of order: a reorder buffer puts events back in time order as long as
+        # none arrives more than REORDER_MS after a later one; memory holds only that much traffic.
+        import heapq
+
+        buffer: list[tuple[int, int, Any]] = []
+        newest = None
+        released = None
+        for seq, ev in enumerate(events):
+            if released is not None and ev.ts < released:
+                _fail(f"events must be in time order: event {ev.event_id} is {(newest - ev.ts) / 1000:.0f} s "
+                      f"earlier than one before it (up to {REORDER_MS // 60_000} minutes of disorder is re-sorted)")
+            newest = ev.ts if newest is None else max(newest, ev.ts)
+            heapq.heappush(buffer, (ev.ts, seq, ev))
+            while buffer and buffer[0][0] <= newest - REORDER_MS:
+                released = buffer[0][0]
+                yield heapq.heappop(buffer)[2]
+        while buffer:
+            yield heapq.heappop(buffer)[2]
 
     try:
         report = _run(ordered(), None, engine, url, f"replaying {path.name}")
