@@ -55,7 +55,7 @@ class Scorer(Protocol):
 #: Features computed from the event itself and its reputation (not from state). name -> neutral value.
 STATIC_FEATURES: dict[str, Any] = {
     "kind": "login", "tier": 0, "value_fen": 0, "amount_fen": 0, "hour": 12,
-    "acct_age_s": 0, "acct_age_h": 0, "acct_new_device_min": 0, "campaign_age_s": -1,
+    "acct_age_s": 0, "acct_age_h": 0, "acct_created_known": False, "acct_new_device_min": 0, "campaign_age_s": -1,
     "dev_missing": False, "dev_emulator": False, "dev_rooted": False, "dev_hooked": False,
     "dev_multi_open": False, "dev_cloud_phone": False, "dev_vpn": False, "dev_tampered": False,
     "dev_trait_mismatch": False,
@@ -173,6 +173,7 @@ class Engine:
         age = max(0, (ts - acct.created_at) // 1000) if acct.created_at is not None else f["acct_seen_s"]
         f["acct_age_s"] = age
         f["acct_age_h"] = age // 3600
+        f["acct_created_known"] = acct.created_at is not None
         # minutes the account was known before this device first appeared (0: the device is as old)
         f["acct_new_device_min"] = max(0, f["acct_seen_s"] - f["dev_seen_s"]) // 60 if ev.device else 0
         camp = self.campaigns.get(ev.campaign_id) if ev.campaign_id else None

@@ -83,6 +83,8 @@ DEFAULT_WINDOWS: tuple[Window, ...] = (
     _w("acct_devices_1d", D, "account", DAY, "device", description="devices the account used in a day"),
     _w("acct_ips_1h", D, "account", HOUR, "ip", description="IPs the account came from in an hour"),
     _w("acct_seen_s", F, "account", 90 * DAY, description="seconds since woolguard first saw the account"),
+    _w("acct_registers_90d", C, "account", 90 * DAY, kinds=REGISTER,
+       description="sign-ups of the account woolguard saw in 90 days (1: it registered in woolguard's sight)"),
     _w("acct_gap_cv", G, "account", DAY, description="regularity of the account's gaps (CV×100)"),
     # device
     _w("dev_payouts_10m", C, "device", 10 * MINUTE, kinds=PAYOUT, description="payouts from the device in 10 min"),
