@@ -195,3 +195,14 @@ def test_policy_level_kinds_scope_every_rule(engine: Engine) -> None:
     assert p.evaluate(EventKind.LOGIN, {**engine.neutral_features(), "dev_emulator": True}) == ([], [])
     with pytest.raises(PolicyError, match="kinds"):
         load(engine, BASE.replace("version: 2", "version: 2\nkinds: [logon]"))
+
+
+def test_refusals_carry_a_shopper_message_with_the_reference() -> None:
+    engine = Engine()
+    engine.set_policy(load(engine, BASE))
+    d = engine.decide(_claim(1, emulator=True))
+    assert d.outcome == Outcome.VERIFY and "security check" in d.message["en"] and d.message["zh"]
+    blocked = Engine(lists=Lists([ListEntry("block", "device", "d1")])).decide(_claim(2))
+    assert blocked.decision_id in blocked.message["en"] and blocked.decision_id in blocked.message["zh"]
+    assert "emulator" not in blocked.message["en"].lower()  # nothing a ring could learn from
+    assert engine.decide(_claim(3, device="clean")).message == {}

@@ -21,7 +21,7 @@ import msgspec
 
 from woolguard.events import Challenge, Decision, Event, EventKind, Outcome, Reason
 from woolguard.features.state import FeatureState, MemoryState
-from woolguard.reasons import CODES
+from woolguard.reasons import CODES, SHOPPER_TEXT
 from woolguard.reputation.device import trait_mismatch
 from woolguard.reputation.network import IpBook
 from woolguard.reputation.phone import KIND_DATA, KIND_IOT, KIND_MVNO, PhoneBook
@@ -275,9 +275,14 @@ class Engine:
         if outcome_floor is Outcome.REVIEW and outcome in (Outcome.PASS, Outcome.VERIFY):
             outcome = Outcome.REVIEW
         final_challenge = strongest(action.challenge, challenge) if outcome is Outcome.VERIFY else None
-        return Decision(decision_id=decision_id(ev.event_id, self.tenant), event_id=ev.event_id, level=level,
-                        outcome=outcome, score=score, reasons=reasons, challenge=final_challenge, policy=policy.ref,
-                        features=feats)
+        did = decision_id(ev.event_id, self.tenant)
+        if outcome is Outcome.PASS:
+            return Decision(decision_id=did, event_id=ev.event_id, level=level, outcome=outcome, score=score,
+                            reasons=reasons, policy=policy.ref, features=feats)
+        en, zh = SHOPPER_TEXT[outcome.value]
+        return Decision(decision_id=did, event_id=ev.event_id, level=level, outcome=outcome, score=score,
+                        reasons=reasons, challenge=final_challenge, policy=policy.ref, features=feats,
+                        message={"en": en.format(ref=did), "zh": zh.format(ref=did)})
 
 
 def decision_id(event_id: str, tenant: str = "default") -> str:

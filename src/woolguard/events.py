@@ -193,6 +193,9 @@ class Decision(msgspec.Struct, omit_defaults=True):
     #: Set when a dependency failed and the policy's failure mode decided instead.
     degraded: str | None = None
     features: dict[str, Any] = {}
+    #: What to tell the shopper when the outcome is not ``pass`` ({"en": ..., "zh": ...}); it names the
+    #: decision id for customer service and nothing a ring could learn from.
+    message: dict[str, str] = {}
 
 
 # ---------------------------------------------------------------------------------------------------
