@@ -158,7 +158,7 @@ def demo(
     info = campaign_info(cfg)
     engine = _engine(policy, None, {info["campaign_id"]: info})
     url = None if no_log else (db or default_url())
-    report = _run(simulate(cfg), info.get("events_estimate"), engine, url, "deciding")
+    report = _run(simulate(cfg), None, engine, url, "deciding")
     report["campaign"] = info
     report["seed"] = seed
     _print_report(report)
@@ -178,7 +178,7 @@ def simulate(
     cfg = SimConfig(seed=seed, scale=scale)
     info = campaign_info(cfg)
     with _progress() as progress:
-        task = progress.add_task("simulating", total=info.get("events_estimate"))
+        task = progress.add_task("simulating", total=None)
 
         def stream() -> Iterator[Any]:
             for i, ev in enumerate(sim(cfg), start=1):

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from woolguard.events import Challenge, Decision, Event, EventKind, Outcome, Reason
+from woolguard.events import Challenge, Decision, Event, Outcome, Reason
 from woolguard.features.state import FeatureState, MemoryState
 from woolguard.reasons import CODES, SHOPPER_TEXT
 from woolguard.reputation.device import trait_mismatch
@@ -310,7 +310,3 @@ def entities_of(ev: Event) -> dict[str, str | None]:
         "payment": ev.payment_hash,
         "geo": f"{g.lat:.4f},{g.lon:.4f}" if g is not None and g.lat is not None and g.lon is not None else None,
     }
-
-
-def kinds_of(names: list[str]) -> frozenset[EventKind]:
-    return frozenset(EventKind(n) for n in names)
