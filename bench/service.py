@@ -14,6 +14,8 @@ Starts, on loopback:
 
 Writes ``{"bare": {rps, p50_ms, p99_ms}, "full": {...}, "ratio", "fixed_rate": {"rps", "p50_ms", "p99_ms"}}``
 plus the settings and a check that every full-pipeline decision reached the decision log.
+Each closed-loop run also has ``cpu_us_per_request``: every process's CPU during the run by group (the bare
+and the full workers, ``redis``, ``postgres``, kernel threads, the rest) per answered request.
 """
 
 from __future__ import annotations
@@ -206,20 +208,56 @@ def loadgen_main(argv: list[str]) -> None:
 
 
 def run_load(port: int, key: str, conc: int, seconds: float, rate: float | None = None,
-             warmup: float = 1.0) -> dict[str, Any]:
+             warmup: float = 1.0, servers: dict[str, int] | None = None) -> dict[str, Any]:
     cmd = [PY, __file__, "--loadgen", "--port", str(port), "--key", key, "--conc", str(conc),
            "--seconds", str(seconds), "--warmup", str(warmup)]
     if rate is not None:
         cmd += ["--rate", str(rate)]
     load0 = os.getloadavg()[0]
     cpu0 = _cpu_times()
+    procs0 = _proc_cpu(servers or {})
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    procs1 = _proc_cpu(servers or {})
     cpu1 = _cpu_times()
     result = json.loads(out.stdout.strip().splitlines()[-1])
     busy, total = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
     result["machine_cpu_busy"] = round(busy / total, 3) if total else None  # whole VM, all processes
     result["loadavg_1m"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
+    if servers:
+        # Whose CPU one answered request costs (warm-up included; the load generator is reported above).
+        tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
+        result["cpu_us_per_request"] = {
+            k: round((procs1.get(k, 0) - procs0.get(k, 0)) * tick_us / max(result["answered"], 1), 1)
+            for k in sorted(set(procs0) | set(procs1)) if procs1.get(k, 0) - procs0.get(k, 0) > 0}
     return result
+
+
+def _proc_cpu(servers: dict[str, int]) -> dict[str, int]:
+    """CPU ticks (user + system) of every process on the machine, by group: the uvicorn servers (by
+    process group id), ``redis-server``, ``postgres``, kernel threads (no command line) and the rest."""
+    by_pgid = {pgid: name for name, pgid in servers.items()}
+    out: dict[str, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        comm = text[text.index("(") + 1: text.rindex(")")]
+        rest = text[text.rindex(")") + 2:].split()
+        pgid = int(rest[2])
+        if pgid in by_pgid:
+            group = by_pgid[pgid]
+        elif comm.startswith("redis-server"):
+            group = "redis"
+        elif comm.startswith("postgres"):
+            group = "postgres"
+        elif not cmdline:
+            group = "kernel_threads"
+        else:
+            group = "other"
+        out[group] = out.get(group, 0) + int(rest[11]) + int(rest[12])
+    return out
 
 
 def _cpu_times() -> tuple[int, int]:
@@ -319,14 +357,15 @@ def main() -> None:
         bare_port, full_port = free_port(), free_port()
         bare = start_uvicorn("service:bare_app", bare_port, a.workers, env)
         full = start_uvicorn("woolguard.api.app:app_from_env", full_port, a.workers, env)
+        servers = {"bare_workers": bare.pid, "full_workers": full.pid}  # each its own session: pgid = pid
         full_answers = 0
         try:
             run_load(bare_port, key, a.conc, 2, warmup=0)  # warm-up (not reported)
             full_answers += run_load(full_port, key, a.conc, 2, warmup=0)["answered"]
             # Interleaved rounds: bare and full see the same machine (other people's jobs come and go).
             for _ in range(a.rounds):
-                r = {"bare": run_load(bare_port, key, a.conc, a.seconds),
-                     "full": run_load(full_port, key, a.conc, a.seconds),
+                r = {"bare": run_load(bare_port, key, a.conc, a.seconds, servers=servers),
+                     "full": run_load(full_port, key, a.conc, a.seconds, servers=servers),
                      "fixed_rate": run_load(full_port, key, a.conc, a.seconds, rate=a.rate)}
                 full_answers += r["full"]["answered"] + r["fixed_rate"]["answered"]
                 r["ratio"] = round(r["full"]["rps"] / r["bare"]["rps"], 3)
@@ -356,6 +395,10 @@ def main() -> None:
         result["machine_cpu_busy_median"] = statistics.median(busy)
         result["degraded_decisions"] = sum(r[k]["degraded"] for r in rounds for k in ("full", "fixed_rate"))
         result["errors"] = sum(r[k]["errors"] for r in rounds for k in ("bare", "full", "fixed_rate"))
+        result["cpu_us_per_request_median"] = {
+            k: {g: statistics.median(r[k]["cpu_us_per_request"].get(g, 0.0) for r in rounds)
+                for g in sorted({g for r in rounds for g in r[k]["cpu_us_per_request"]})}
+            for k in ("bare", "full")}
         result["loadgen_us_per_request_median"] = {
             k: statistics.median(r[k]["loadgen_us_per_request"] for r in rounds) for k in ("bare", "full")}
         # Every request to the full pipeline is a new event: one decision-log row each, none lost, none doubled.
