@@ -73,6 +73,19 @@ def decision_row(event: Event, decision: Decision, tenant: str = DEFAULT_TENANT)
     }
 
 
+_COPY_COLUMNS = ("id", "tenant_id", "event_id", "ts", "kind", "campaign_id", "account_id", "device_id", "ip", "level",
+                 "outcome", "challenge", "score", "policy", "degraded", "reasons", "features", "event", "truth")
+_COPY_SQL = f"COPY decisions ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
+
+
+def _copy_values(row: dict[str, Any]) -> tuple[Any, ...]:
+    """One ``COPY`` line: the row's values in :data:`_COPY_COLUMNS` order, JSON columns encoded."""
+    r = row
+    return (r["id"], r["tenant_id"], r["event_id"], r["ts"], r["kind"], r["campaign_id"], r["account_id"],
+            r["device_id"], r["ip"], r["level"], r["outcome"], r["challenge"], r["score"], r["policy"], r["degraded"],
+            json_dumps(r["reasons"]), json_dumps(r["features"]), json_dumps(r["event"]), r["truth"])
+
+
 def _insert_ignoring_duplicates(dialect: str) -> Insert:
     if dialect == "postgresql":
         return postgresql.insert(decisions).on_conflict_do_nothing()
@@ -232,8 +245,15 @@ class DecisionLog:
         return stmt
 
     def _write(self, rows: Sequence[dict[str, Any]]) -> None:
-        """One transaction; rows the database refuses are set aside when the batch as a whole fails."""
+        """One transaction; rows the database refuses are set aside when the batch as a whole fails.
+
+        On PostgreSQL a batch goes in by ``COPY`` (a fraction of the CPU of a multi-row ``INSERT``, on both
+        sides); a batch that ``COPY`` cannot take (a duplicate event, a value the server refuses) is written
+        again by ``INSERT ... ON CONFLICT DO NOTHING``, which ignores duplicates, then row by row."""
         try:
+            if self.db.dialect == "postgresql" and self._copy(rows):
+                self.written += len(rows)
+                return
             with self.db.engine.begin() as conn:
                 conn.execute(self._statement(), rows)
         except Exception as exc:
@@ -241,6 +261,25 @@ class DecisionLog:
                 raise
             self._write_one_by_one(rows)
         self.written += len(rows)
+
+    def _copy(self, rows: Sequence[dict[str, Any]]) -> bool:
+        """``COPY`` the batch in one transaction; False when the server refused it (nothing was written)."""
+        import psycopg
+
+        with self.db.engine.begin() as conn:
+            raw = conn.connection.driver_connection
+            try:
+                with raw.cursor() as cur, cur.copy(_COPY_SQL) as copy:
+                    write = copy.write_row
+                    for r in rows:
+                        write(_copy_values(r))
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                conn.invalidate()
+                raise OperationalError("COPY decisions", None, exc) from exc
+            except psycopg.Error:
+                conn.rollback()
+                return False
+        return True
 
     def _write_one_by_one(self, rows: Sequence[dict[str, Any]]) -> None:
         rejected: list[dict[str, Any]] = []
