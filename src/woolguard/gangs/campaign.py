@@ -1,7 +1,9 @@
 """Gang detection over a campaign's decided events: links in, gang table and hot-path scores out.
 
-Three detectors, each with its own score in [0, 1], run side by side on the links of
-:mod:`woolguard.gangs.links` (identity, invitation and lockstep-burst links):
+Four detectors, each with its own score in [0, 1], run side by side on the links of
+:mod:`woolguard.gangs.links` (identity, invitation and lockstep-burst links) — the fourth, co-timing
+(:mod:`woolguard.gangs.cotiming`: accounts starting sessions in the same quiet windows again and again),
+on the buffer's event times in :func:`detect_buffer`:
 
 1. ``community``: Louvain on the rarity-weighted identity + lockstep graph (no invitation links), each
    community trimmed to its lockstep core (members sharing two or more attributes inside it, at least
