@@ -192,6 +192,20 @@ class DecisionService:
         self._spawn("woolguard-reload", self._poll_loop)
         if self.redis is not None:
             self._spawn("woolguard-idempotency", self._store_loop)
+        self._start_gang_schedule()
+
+    def gang_scheduler(self) -> Any:
+        """The scheduled gang runs of this worker's tenants (woolguard.gangs.schedule); the hook is here,
+        the logic there. Each saved run is loaded into that tenant's engine at once."""
+        from woolguard.gangs.schedule import GangScheduler
+
+        return GangScheduler(self.db, lambda: list(self.tenants), self.settings.gang_interval_s,
+                             self.settings.gang_window_s, on_run=lambda tenant, _run: self.refresh_gangs(tenant))
+
+    def _start_gang_schedule(self) -> None:
+        if self.settings.gang_interval_s > 0:
+            sched = self.gang_scheduler()
+            self._spawn("woolguard-gangs", lambda: sched.run_forever(self._stop))
 
     def _spawn(self, name: str, target: Any) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)

@@ -45,6 +45,10 @@ class Settings:
     log_batch: int = 500
     #: Idempotency memory in Redis (seconds a retried event id returns its first decision).
     idempotency_ttl_s: int = 7 * 24 * 3600
+    #: Scheduled gang runs (woolguard.gangs.schedule): every ``gang_interval_s`` seconds (0 = off), each
+    #: served tenant's last ``gang_window_s`` seconds of decision log become a new gang run.
+    gang_interval_s: float = 0.0
+    gang_window_s: float = 3 * 86_400
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -64,4 +68,6 @@ class Settings:
             redis_timeout_s=_env_float("WOOLGUARD_REDIS_TIMEOUT", 0.05),
             log_flush_s=_env_float("WOOLGUARD_LOG_FLUSH", 0.2),
             log_batch=_env_int("WOOLGUARD_LOG_BATCH", 500),
+            gang_interval_s=_env_float("WOOLGUARD_GANG_INTERVAL_S", 0.0),
+            gang_window_s=_env_float("WOOLGUARD_GANG_WINDOW_S", 3 * 86_400),
         )

@@ -1,7 +1,9 @@
 """Gang detection over a campaign's decided events: links in, gang table and hot-path scores out.
 
-Three detectors, each with its own score in [0, 1], run side by side on the links of
-:mod:`woolguard.gangs.links` (identity, invitation and lockstep-burst links):
+Four detectors, each with its own score in [0, 1], run side by side on the links of
+:mod:`woolguard.gangs.links` (identity, invitation and lockstep-burst links) — the fourth, co-timing
+(:mod:`woolguard.gangs.cotiming`: accounts starting sessions in the same quiet windows again and again),
+on the buffer's event times in :func:`detect_buffer`:
 
 1. ``community``: Louvain on the rarity-weighted identity + lockstep graph (no invitation links), each
    community trimmed to its lockstep core (members sharing two or more attributes inside it, at least
@@ -29,6 +31,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from woolguard.gangs.communities import detect_communities
+from woolguard.gangs.cotiming import cotiming_groups
 from woolguard.gangs.graph import AttributeGraph, build_graph
 from woolguard.gangs.links import ALL_TYPES, LINK_BUCKETS, LINK_WEIGHTS, LinkBuffer
 from woolguard.gangs.table import Gang, account_gang_features, gang_from_rows
@@ -62,6 +65,20 @@ def _groups(rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def _burst_keys(graph: AttributeGraph, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For burst attribute columns (labels ``value@start/seconds``): a code of the value (any time) and a
+    code of (value, hour) — the window a 5-minute cell and its hour cell share."""
+    uniq, inv = np.unique(cols, return_inverse=True)
+    base, hour = [], []
+    for v in graph.attr_value[uniq].tolist():
+        head, _, when = str(v).rpartition("@")
+        base.append(head or str(v))
+        hour.append(int(when.split("/")[0]) // 3600 if when.split("/")[0].isdigit() else -1)
+    _, bcode = np.unique(np.asarray(base, dtype=object), return_inverse=True)
+    _, wcode = np.unique(np.stack([bcode, np.asarray(hour)]), axis=1, return_inverse=True)
+    return bcode.ravel()[inv], wcode.ravel()[inv]
+
+
 def campaign_graph(buf: LinkBuffer, since_s: int | None = None,
                    type_weights: Mapping[str, float] | None = None) -> AttributeGraph:
     """The attribute graph of a :class:`LinkBuffer`'s links since ``since_s`` (all when None),
@@ -79,11 +96,29 @@ def campaign_graph(buf: LinkBuffer, since_s: int | None = None,
     return graph
 
 
-def detect_buffer(buf: LinkBuffer, since_s: int | None = None, **kwargs) -> CampaignGangs:
-    """Gangs among the links of ``buf`` since ``since_s`` (the online sweep and ``woolguard gangs run``)."""
+def detect_buffer(buf: LinkBuffer, since_s: int | None = None, cotiming: bool = True,
+                  **kwargs) -> CampaignGangs:
+    """Gangs among the links of ``buf`` since ``since_s`` (the online sweep and ``woolguard gangs run``):
+    the three graph detectors of :func:`detect_on_graph` plus co-timing groups
+    (:func:`woolguard.gangs.cotiming.cotiming_groups`; ``cotiming=False`` leaves them out)."""
     if len(buf) == 0:
         return CampaignGangs([], np.array([], dtype=object), np.zeros(0), np.zeros(0, dtype=np.int64))
-    return detect_on_graph(campaign_graph(buf, since_s, kwargs.pop("type_weights", None)), **kwargs)
+    graph = campaign_graph(buf, since_s, kwargs.pop("type_weights", None))
+    groups: list[np.ndarray] = []
+    scores: list[float] = []
+    if cotiming:
+        acc = np.asarray(buf.account, dtype=np.int64)
+        ts = np.asarray(buf.ts, dtype=np.int64)
+        if since_s is not None:
+            k = int(np.searchsorted(ts, since_s))
+            acc, ts = acc[k:], ts[k:]
+        index = {a: i for i, a in enumerate(graph.accounts.tolist())}
+        names = buf.account_names
+        for grp in cotiming_groups(acc, ts, seed=kwargs.get("seed", 0)):
+            groups.append(np.fromiter((index[names[a]] for a in grp.accounts.tolist()), dtype=np.int64))
+            scores.append(grp.score)
+    return detect_on_graph(graph, extra_groups=[("cotiming", r, s) for r, s in zip(groups, scores, strict=True)],
+                           **kwargs)
 
 
 def detect_campaign_gangs(
@@ -118,10 +153,12 @@ def detect_on_graph(
     min_score: float = 0.5,
     pair_budget: int = 14_000_000,
     seed: int = 0,
+    extra_groups: list[tuple[str, np.ndarray, float]] | None = None,
 ) -> CampaignGangs:
     """Run the three detectors on an attribute graph whose type names are link types; gangs scoring
-    below ``min_score`` are not reported."""
-    gangs: list[Gang] = []
+    below ``min_score`` are not reported. ``extra_groups``: ``(detector, account rows, score)`` found
+    elsewhere (co-timing) join the table with the same evidence."""
+    gangs: list[Gang] = [gang_from_rows(graph, 0, d, rows, s) for d, rows, s in (extra_groups or [])]
     # 1. communities
     comm = detect_communities(graph, pair_budget=pair_budget, seed=seed)
     size = comm.size.astype(np.float64)
@@ -150,13 +187,18 @@ def detect_on_graph(
             g = gang_from_rows(graph, 0, "invite_hub", rows, s)
             links = [(f"inviter={head}", int(graph.attr_degree[j])), *g.shared_attributes[:9]]
             gangs.append(Gang(**{**g.__dict__, "shared_attributes": links}))
-    # 3. lockstep bursts
+    # 3. lockstep bursts: cells of one value at any time (a number segment a farm keeps drawing from,
+    #    shift after shift) are one group; a member is "repeated" when it bursts in two windows (a
+    #    5-minute cell and the hour holding it are one window) or shares another attribute
     sel = np.isin(edge_type, list(lockstep_types)) & (graph.attr_degree[graph.edge_attr] >= min_lockstep)
     if sel.any():
         e_rows, e_cols = graph.edge_account[sel], graph.edge_attr[sel]
+        _, window = _burst_keys(graph, e_cols)
         lab = _groups(e_rows, e_cols, graph.n_accounts)
-        cells_per_acc = np.bincount(e_rows, minlength=graph.n_accounts)
-        other = np.asarray((graph.incidence.multiply(graph.attr_degree >= 2)).sum(axis=1)).ravel() - cells_per_acc
+        acc_win = np.unique(e_rows.astype(np.int64) * (int(window.max()) + 1) + window)
+        cells_per_acc = np.bincount(acc_win // (int(window.max()) + 1), minlength=graph.n_accounts)
+        n_cells = np.bincount(e_rows, minlength=graph.n_accounts)
+        other = np.asarray((graph.incidence.multiply(graph.attr_degree >= 2)).sum(axis=1)).ravel() - n_cells
         for c in np.unique(lab[lab >= 0]):
             rows = np.nonzero(lab == c)[0]
             if rows.size < min_lockstep:

@@ -42,6 +42,13 @@ LINK_WEIGHTS: dict[str, float] = {
 LINK_BUCKETS: dict[str, int] = {"ip": 3600}
 #: Values whose bursts are looked for, and the event field they come from.
 BURST_TYPES = ("device_fp", "phone_prefix", "ip24")
+#: Time scales (seconds) at which bursts are looked for: a script rack fires within minutes, a farm
+#: working through its accounts on a few handsets spreads one number segment over a shift. Only values
+#: that few genuine users hold (a 7-digit number segment) are tested over the hour: a phone model's own
+#: hourly rate follows the day's curve, so an hour-long "surge" of a model is routine.
+BURST_SCALES: tuple[int, ...] = (300, 3600)
+BURST_SCALE_TYPES: dict[int, tuple[str, ...]] = {300: BURST_TYPES, 3600: ("phone_prefix",)}
+_SCALE_SHIFT = 28  # a burst value code is ``value << 32 | scale index << 28 | bucket``
 PAYOUT = frozenset({"claim", "scan", "redeem", "assist", "accept_invite", "task"})
 
 
@@ -163,9 +170,11 @@ class LinkBuffer:
     def __len__(self) -> int:
         return len(self.account)
 
-    def columns(self, since_s: int | None = None, **burst_kw: Any) -> tuple[np.ndarray, ...]:
+    def columns(self, since_s: int | None = None, scales: tuple[int, ...] = BURST_SCALES,
+                **burst_kw: Any) -> tuple[np.ndarray, ...]:
         """Integer ``account, attr_type, attr_value, ts, amount`` arrays (type codes index
-        :data:`ALL_TYPES`): identity and invitation links plus the lockstep bursts."""
+        :data:`ALL_TYPES`): identity and invitation links plus the lockstep bursts at each time scale
+        of ``scales`` (a burst value code is ``value << 32 | scale index << 28 | bucket``)."""
         acc = np.asarray(self.account, dtype=np.int64)
         typ = np.asarray(self.attr_type, dtype=np.int64)
         val = np.asarray(self.attr_value, dtype=np.int64)
@@ -177,23 +186,35 @@ class LinkBuffer:
             isb = np.asarray(self.burst[k:], dtype=bool)
         else:
             isb = np.asarray(self.burst, dtype=bool)
-        b_acc, b_val, b_ts, hot = burst_links(acc[isb], val[isb], ts[isb], **burst_kw)
         code_of = np.full(len(TYPES), -1, dtype=np.int64)
         for t, c in BURST_CODE.items():
             code_of[_TYPE_CODE[t]] = c
-        b_typ = code_of[typ[isb][hot]]
+        parts: list[tuple[np.ndarray, ...]] = []
+        for i, scale in enumerate(scales):
+            tcodes = [_TYPE_CODE[t] for t in BURST_SCALE_TYPES.get(scale, BURST_TYPES)]
+            isb_s = isb & np.isin(typ, tcodes)
+            s_acc, s_val, s_ts, hot = burst_links(acc[isb_s], val[isb_s], ts[isb_s], bucket_s=scale, **burst_kw)
+            s_val = ((s_val >> 32) << 32) | (i << _SCALE_SHIFT) | (s_val & ((1 << _SCALE_SHIFT) - 1))
+            parts.append((s_acc, s_val, s_ts, code_of[typ[isb_s][hot]]))
+        b_acc, b_val, b_ts, b_typ = (np.concatenate([p[k] for p in parts]) if parts else np.zeros(0, np.int64)
+                                     for k in range(4))
         keep = ~isb
         return (np.concatenate([acc[keep], b_acc]), np.concatenate([typ[keep], b_typ]),
                 np.concatenate([val[keep], b_val]), np.concatenate([ts[keep], b_ts]),
                 np.concatenate([amt[keep], np.zeros(b_acc.size)]))
 
-    def names(self, value_codes: np.ndarray, bucket_s: int = 300) -> np.ndarray:
-        """Readable values for value codes (burst values are ``value@bucket``, encoded by
-        :func:`burst_links` as ``code * 2**32 + bucket``)."""
+    def names(self, value_codes: np.ndarray, scales: tuple[int, ...] = BURST_SCALES) -> np.ndarray:
+        """Readable values for value codes: burst values read ``value@start/seconds`` (the start of the
+        bucket in epoch seconds and the bucket's length), see :meth:`columns`."""
         vn = self.value_names
         out = []
+        mask = (1 << _SCALE_SHIFT) - 1
         for v in np.asarray(value_codes).tolist():
-            out.append(f"{vn[v >> 32]}@{(v & 0xFFFFFFFF) * bucket_s}" if v >= 1 << 32 else vn[v])
+            if v >= 1 << 32:
+                scale = scales[(v >> _SCALE_SHIFT) & 0xF]
+                out.append(f"{vn[v >> 32]}@{(v & mask) * scale}/{scale}")
+            else:
+                out.append(vn[v])
         return np.asarray(out, dtype=object)
 
 
