@@ -7,7 +7,10 @@ sim       SimConfig(seed=7, scale): train on days 1-2 (payout events), test on d
           (thresholds chosen on the validation slice of day 2) on day 3, with the simulator's challenge model.
 sffsd     ``woolguard import`` of ../shared/data/s-ffsd/S-FFSD.csv (or $WOOLGUARD_DATA_DIR/s-ffsd/S-FFSD.csv) with a
           column mapping only, then training on the import: the published random stratified split (40% test,
-          seed 42) and a 70/30 time split. Skipped cleanly when the file is absent.
+          seed 42) and a 70/30 time split, with label feedback (``model/feedback.py``, label delay: the import's
+          default, its third span). ``time_*``: strict feedback (the test period reads only labels of events
+          before it); ``time_delayed_*``: also its own events' labels once older than the delay, as a running
+          system would; ``*_nofeedback_*``: none. Skipped cleanly when the file is absent.
 backtest  the day-3 ... feature rows of the sim replay (every payout event, with the model's stored score), tiled
           to >= ``--backtest-rows`` rows (copies shifted by whole days, so a month and more), backtested: the
           shipped policy (active) against the shipped policy + model rules (candidate). NB: tiling repeats the same
@@ -51,12 +54,12 @@ def sffsd_path() -> Path:
     return (Path(base) if base else ROOT / ".." / "shared" / "data") / "s-ffsd" / "S-FFSD.csv"
 
 
-def bench_sim(scale: float, threads: int) -> tuple[dict, dict]:
+def bench_sim(scale: float, threads: int, seed: int = 7) -> tuple[dict, dict]:
     t0 = time.perf_counter()
-    out = train_sim(SimConfig(seed=7, scale=scale), threads=threads, keep_table=True)
+    out = train_sim(SimConfig(seed=seed, scale=scale), threads=threads, keep_table=True)
     r = out["result"]
     both = out["rules_and_model_test"]
-    fig = {"scale": scale, "rows": out["rows"], "auroc": r.metrics["test"]["auroc"],
+    fig = {"seed": seed, "scale": scale, "rows": out["rows"], "auroc": r.metrics["test"]["auroc"],
            "auprc": r.metrics["test"]["auprc"], "valid_auroc": r.metrics["valid"]["auroc"],
            "caught_pct": both["caught_pct"], "genuine_rejected_pct": both["genuine_rejected_pct"],
            "genuine_challenged_pct": both["genuine_challenged_pct"], "by_archetype": both["by_archetype"],
@@ -80,8 +83,10 @@ def bench_sffsd(threads: int) -> dict:
         res = {"rows": summary["imported"], "labelled": summary["labelled"], "positives": summary["positives"],
                "bad_rows": summary["bad_rows"], "features": len(feats.spec.names), "import_seconds": round(imp_s, 2),
                "feature_seconds": round(feat_s, 1)}
-        for split, key in (("random", "random"), ("time", "time")):
-            o = train_import(tmp, split=split, threads=threads, features=feats)
+        runs = (("random", "random", "strict"), ("time", "time", "strict"), ("time", "time_delayed", "delayed"),
+                ("random", "random_nofeedback", "off"), ("time", "time_nofeedback", "off"))
+        for split, key, fb in runs:
+            o = train_import(tmp, split=split, threads=threads, features=feats, feedback=fb)
             r = o["result"]
             res[f"{key}_auroc"] = r.metrics["test"]["auroc"]
             res[f"{key}_auprc"] = r.metrics["test"]["auprc"]
@@ -155,12 +160,21 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", type=Path)
     ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--backtest-rows", type=int, default=10_000_000)
     ap.add_argument("--skip-sffsd", action="store_true")
+    ap.add_argument("--only-sffsd", action="store_true", help="only the S-FFSD figures (a partial result)")
     a = ap.parse_args()
     res: dict = {}
-    res["sim"], out = bench_sim(a.scale, a.threads)
+    if a.only_sffsd:
+        res["sffsd"] = bench_sffsd(a.threads)
+        print("sffsd", json.dumps({k: v for k, v in res["sffsd"].items() if not k.endswith("_detail")}), flush=True)
+        if a.json:
+            a.json.parent.mkdir(parents=True, exist_ok=True)
+            a.json.write_text(json.dumps(res, indent=2), "utf-8")
+        return
+    res["sim"], out = bench_sim(a.scale, a.threads, a.seed)
     print("sim", json.dumps(res["sim"]), flush=True)
     res["inference"] = bench_inference(out)
     print("inference", json.dumps(res["inference"]), flush=True)

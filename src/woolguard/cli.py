@@ -828,6 +828,8 @@ def import_cmd(
     event_id: Annotated[str | None, typer.Option("--event-id", help="Event id column.")] = None,
     span: Annotated[list[int] | None, typer.Option(help="Window span in seconds (order: in units), repeatable.")]
     = None,
+    label_delay: Annotated[int | None, typer.Option(help="How late labels arrive, in seconds (order: units); "
+                                                    "default: the third span.")] = None,
     on_error: Annotated[str, typer.Option("--on-error", help="skip (report and skip bad rows) or refuse.")] = "skip",
 ) -> None:
     """Import a CSV or Parquet event log with a column mapping; bad rows are reported by line number."""
@@ -843,7 +845,8 @@ def import_cmd(
             _fail(f"cannot read mapping {mapping_file}: {exc}")
     opts = {"time": time_col, "time_format": time_format, "account": account, "device": device, "ip": ip,
             "amount": amount, "label": label, "positive": positive, "negative": negative, "entities": entity,
-            "categories": category, "event_id": event_id, "spans": span}
+            "categories": category, "event_id": event_id, "spans": span,
+            "label_delay": label_delay}
     doc.update({k: v for k, v in opts.items() if v is not None})
     if not doc.get("time") or not doc.get("account"):
         _fail("the mapping needs at least --time and --account")
@@ -900,6 +903,11 @@ def train(
     test_frac: Annotated[float | None, typer.Option(help="Test share (time: 0.3, random: 0.4).")] = None,
     screen_psi: Annotated[float | None, typer.Option(help="Leave out features whose PSI train→validation "
                                                      "exceeds this.")] = None,
+    feedback: Annotated[str, typer.Option(help="Label feedback of an import: strict (the test period reads only "
+                                          "labels of earlier periods), delayed (also its own, once older than the "
+                                          "label delay; time split only) or off.")] = "strict",
+    label_delay: Annotated[int | None, typer.Option(help="Label delay for the feedback, in seconds (order: units); "
+                                                    "default: the import's label_delay or its third span.")] = None,
     name: Annotated[str | None, typer.Option(help="Model name in the registry.")] = None,
     models: ModelsOpt = None,
     activate: Annotated[bool, typer.Option("--activate", help="Activate the new version.")] = False,
@@ -929,7 +937,8 @@ def train(
         name = name or "import"
         try:
             out = pipeline.train_import(data, split=split, test_frac=test_frac, registry=reg, name=name,
-                                        threads=threads, screen_psi=screen_psi)
+                                        threads=threads, screen_psi=screen_psi, feedback=feedback,
+                                        label_delay_ms=None if label_delay is None else label_delay * 1000)
         except (ImportError_, ValueError) as exc:
             _fail(str(exc))
     version = out.get("version")

@@ -20,7 +20,7 @@ from woolguard.events import Decision, Event
 
 from . import metrics
 from .fastpath import EventsFastPath
-from .routers import decisions, events, gangs, labels, lists, ops, policies
+from .routers import decisions, events, gangs, labels, lists, models, ops, policies
 from .service import DecisionService
 from .settings import Settings
 
@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
                               "See docs/api.md.")
     app.state.service = None
     app.state.settings = settings
-    for module in (events, decisions, labels, lists, policies, ops, gangs):
+    for module in (events, decisions, labels, lists, policies, ops, gangs, models):
         app.include_router(module.router)
     from .routers import campaigns  # campaigns, codes, coupons, challenges, reviews, savings, pressure
     app.include_router(campaigns.router)

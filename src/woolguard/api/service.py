@@ -33,6 +33,7 @@ from sqlalchemy import func, select, update
 
 from woolguard.engine import Engine, decision_id, entities_of, secret_from_env
 from woolguard.events import Challenge, Decision, Event, Outcome, Reason
+from woolguard.model.serving import refresh_models
 from woolguard.reasons import CODES
 from woolguard.reputation.network import IpBook
 from woolguard.reputation.phone import PhoneBook
@@ -253,6 +254,7 @@ class DecisionService:
                 rt = TenantRuntime(tenant, engine)
                 self._load(rt)
                 self.tenants[tenant] = rt
+                refresh_models(self, tenant, force=True)  # the tenant's served model (model/serving.py)
         return rt
 
     def _load(self, rt: TenantRuntime) -> None:
@@ -346,6 +348,7 @@ class DecisionService:
             self._refresh_lists(rt, fps.get(tenant), force=not rt.loaded)
             rt.loaded = True
         self.refresh_gangs()
+        refresh_models(self)  # model activations in the registry (model/serving.py)
         self._db_ok()
 
     def refresh_gangs(self, tenant: str | None = None) -> None:

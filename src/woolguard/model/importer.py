@@ -48,6 +48,9 @@ ORDER_EPOCH_MS = 1_577_836_800_000
 #: Window spans (seconds, or order units) when the mapping gives none.
 DEFAULT_SPANS = {"order": (10, 100, 1_000, 10_000), "time": (3_600, 86_400, 7 * 86_400, 30 * 86_400)}
 MAX_BAD_SHOWN = 50
+#: A category column with more values than this is no raw model input (the trees would learn the training period's
+#: individual values); it is used through label feedback instead (``model.feedback``: causal target statistics).
+MAX_RAW_CATEGORIES = 32
 
 
 class ImportError_(ValueError):
@@ -74,6 +77,8 @@ class Mapping:
     event_id: str | None = None
     kind: str = "order"
     spans: list[int] | None = None
+    #: How late a label reaches the system (seconds; order: units). Default: the third span (7 days; 1,000 units).
+    label_delay: int | None = None
 
     def __post_init__(self) -> None:
         if self.time_format not in TIME_FORMATS:
@@ -82,6 +87,8 @@ class Mapping:
             EventKind(self.kind)
         except ValueError:
             raise ImportError_(f"kind {self.kind!r} is not an event kind") from None
+        if self.label_delay is not None and (not isinstance(self.label_delay, int) or self.label_delay < 0):
+            raise ImportError_(f"label_delay {self.label_delay!r}: expected a whole number >= 0")
         self.positive = [str(v) for v in self.positive]
         if self.negative is not None:
             self.negative = [str(v) for v in self.negative]
@@ -317,12 +324,30 @@ def _span_name(s: int, order: bool) -> str:
     return f"{s}s"
 
 
+def spans_of(mapping: Mapping) -> list[int]:
+    return list(mapping.spans or DEFAULT_SPANS["order" if mapping.time_format == "order" else "time"])
+
+
+def label_delay_ms(mapping: Mapping) -> int:
+    """The label delay in ms: ``label_delay`` or the third span (the longest when fewer)."""
+    spans = sorted(spans_of(mapping))
+    d = mapping.label_delay if mapping.label_delay is not None else spans[min(2, len(spans) - 1)]
+    return int(d) * 1000
+
+
+def feedback_half_lives(mapping: Mapping) -> tuple[list[int], list[str]]:
+    """Half-lives (ms) of the decayed label feedback: the two longest spans, and their names."""
+    spans = sorted(spans_of(mapping))[-2:]
+    order = mapping.time_format == "order"
+    return [s * 1000 for s in spans], [_span_name(s, order) for s in spans]
+
+
 def import_windows(mapping: Mapping) -> tuple[tuple[Window, ...], list[SumWindow]]:
     """The window catalogue of an import: for each entity, counts, amount sums and distinct counts of each other
     entity over the spans, the time since it was first seen and the regularity of its gaps; plus counts of each
     (account, extra entity) pair."""
     order = mapping.time_format == "order"
-    spans = list(mapping.spans or DEFAULT_SPANS["order" if order else "time"])
+    spans = spans_of(mapping)
     ents = mapping.entity_names()
     longest = max(spans)
     windows: list[Window] = []
@@ -353,6 +378,8 @@ class ImportedFeatures:
     event_id: list[str]
     amount: np.ndarray
     line: np.ndarray
+    #: entity / high-cardinality category name -> one key per row, for label feedback (``model.feedback``).
+    keys: dict[str, list[Any]] = field(default_factory=dict)
 
 
 def load_import(data_dir: str | Path) -> tuple[pl.DataFrame, Mapping, dict[str, Any]]:
@@ -367,8 +394,11 @@ def load_import(data_dir: str | Path) -> tuple[pl.DataFrame, Mapping, dict[str, 
 def imported_features(df: pl.DataFrame, mapping: Mapping) -> ImportedFeatures:
     """Replay an imported log (time order) through its window catalogue; one feature row per event.
 
-    Features: every window; the amount and its ratio to the entity's mean amount over the longest span; each
-    category column as a categorical input (vocabulary: every value in the log, sorted)."""
+    Features: every window; per entity the time since its previous event (seconds or units; NaN for its first);
+    the amount and its ratio to the entity's mean amount over the longest span; each category column with at most
+    :data:`MAX_RAW_CATEGORIES` values as a categorical input (vocabulary: every value in the log, sorted). Label
+    feedback is added by training (it depends on which labels the split lets the rows see): its keys are the
+    entities and the larger category columns, in ``keys``."""
     windows, sum_windows = import_windows(mapping)
     state = MemoryState(windows)
     sums = SumWindows(sum_windows)
@@ -381,8 +411,11 @@ def imported_features(df: pl.DataFrame, mapping: Mapping) -> ImportedFeatures:
     n = df.height
     nw = len(windows)
     ns = len(sum_windows)
+    ne = len(ents)
     win = np.empty((n, nw), dtype=np.float64)
     sm = np.empty((n, ns), dtype=np.float64)
+    since = np.full((n, ne), np.nan)
+    last: list[dict[str, int]] = [{} for _ in ents]
     ts = df["ts"].to_numpy()
     observe = state.observe
     for i in range(n):
@@ -392,13 +425,19 @@ def imported_features(df: pl.DataFrame, mapping: Mapping) -> ImportedFeatures:
         if ns:
             a = amounts[i]
             sm[i] = sums.observe(t, entities, 0.0 if math.isnan(a) else float(a))
-    names = [w.name for w in windows] + [s.name for s in sum_windows]
-    blocks = [win, sm]
+        for q, col in enumerate(ent_cols):
+            k = col[i]
+            if k is not None:
+                prev = last[q].get(k)
+                if prev is not None:
+                    since[i, q] = (t - prev) / 1000.0
+                last[q][k] = t
+    names = [w.name for w in windows] + [s.name for s in sum_windows] + [f"{e}_since_last" for e in ents]
+    blocks = [win, sm, since]
     if has_amount:
         names.append("amount")
         blocks.append(amounts.reshape(-1, 1))
-        long = _span_name(max(mapping.spans or DEFAULT_SPANS["order" if mapping.time_format == "order" else "time"]),
-                          mapping.time_format == "order")
+        long = _span_name(max(spans_of(mapping)), mapping.time_format == "order")
         for e in ents:
             cnt = win[:, names.index(f"{e}_n_{long}")]
             tot = sm[:, [s.name for s in sum_windows].index(f"{e}_sum_{long}")]
@@ -406,13 +445,19 @@ def imported_features(df: pl.DataFrame, mapping: Mapping) -> ImportedFeatures:
             with np.errstate(divide="ignore", invalid="ignore"):
                 blocks.append((amounts / np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan)).reshape(-1, 1))
     cats: dict[str, dict[str, int]] = {}
+    keys: dict[str, list[Any]] = dict(zip(ents, ent_cols, strict=True))
     for c in mapping.categories:
         col = df[f"c_{c}"]
-        vocab = {v: i for i, v in enumerate(sorted(v for v in col.unique().to_list() if v is not None))}
+        values = sorted(v for v in col.unique().to_list() if v is not None)
+        if len(values) > MAX_RAW_CATEGORIES:
+            if f"x_{c}" not in keys:
+                keys[f"c_{c}"] = col.to_list()
+            continue
+        vocab = {v: i for i, v in enumerate(values)}
         cats[f"cat_{c}"] = vocab
         names.append(f"cat_{c}")
         codes = col.replace_strict(vocab, default=None, return_dtype=pl.Float64).fill_null(float("nan")).to_numpy()
         blocks.append(codes.reshape(-1, 1))
     x = np.hstack(blocks) if blocks else np.zeros((n, 0))
     return ImportedFeatures(x, FeatureSpec(names, cats), df["label"].to_numpy().astype(np.int64), ts,
-                            df["event_id"].to_list(), amounts, df["line"].to_numpy())
+                            df["event_id"].to_list(), amounts, df["line"].to_numpy(), keys)

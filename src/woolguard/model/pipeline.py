@@ -166,10 +166,49 @@ def train_events(path: str | Path, *, test_frac: float = 0.3, registry: Registry
     return out
 
 
+#: Which labels the test period's label feedback may read: ``strict`` only labels of events before the test period
+#: (and older than the delay); ``delayed`` also its own events' labels once older than the delay, as a running
+#: system would; ``off`` no label feedback.
+FEEDBACK_MODES = ("strict", "delayed", "off")
+
+
+def with_feedback(f: Any, mapping: Any, split: Any, mode: str = "strict",
+                  delay_ms: int | None = None) -> tuple[np.ndarray, Any, dict[str, Any]]:
+    """The imported features plus label feedback for ``split`` (see :mod:`woolguard.model.feedback`).
+
+    Rows whose labels may be read: training and validation rows; with ``mode="delayed"`` also the test rows (each
+    still only for events later than its own time + the delay). A test row's label never reaches a training row in
+    ``strict`` mode, and never its own row in any mode."""
+    from woolguard.model.features import FeatureSpec
+    from woolguard.model.feedback import label_feedback
+    from woolguard.model.importer import feedback_half_lives, label_delay_ms
+
+    if mode not in FEEDBACK_MODES:
+        raise ValueError(f"feedback must be one of {', '.join(FEEDBACK_MODES)}")
+    if mode == "delayed" and split.mode != "time":
+        raise ValueError("feedback 'delayed' needs a time split (on a random split the test rows are interleaved "
+                         "with the training rows: their labels would feed one another)")
+    delay = label_delay_ms(mapping) if delay_ms is None else int(delay_ms)
+    info: dict[str, Any] = {"mode": mode, "delay_ms": delay, "keys": list(f.keys)}
+    if mode == "off" or not f.keys:
+        return f.x, f.spec, info
+    visible = np.zeros(f.label.shape[0], dtype=bool)
+    visible[split.train] = True
+    visible[split.valid] = True
+    if mode == "delayed":
+        visible[split.test] = True
+    lives, life_names = feedback_half_lives(mapping)
+    fb, names = label_feedback(f.ts, f.label, visible, f.keys, delay_ms=delay, half_lives_ms=lives,
+                               half_life_names=life_names)
+    info["half_lives_ms"] = lives
+    return np.hstack([f.x, fb]), FeatureSpec(f.spec.names + names, f.spec.categories), info
+
+
 def train_import(data_dir: str | Path, *, split: str = "time", test_frac: float | None = None, seed: int = 42,
                  registry: Registry | None = None, name: str = "import", params: dict[str, Any] | None = None,
-                 threads: int = 2, screen_psi: float | None = None, features: Any = None) -> dict[str, Any]:
-    """Train on an imported log (``woolguard import``'s output directory)."""
+                 threads: int = 2, screen_psi: float | None = None, features: Any = None,
+                 feedback: str = "strict", label_delay_ms: int | None = None) -> dict[str, Any]:
+    """Train on an imported log (``woolguard import``'s output directory), with label feedback (``feedback``)."""
     from woolguard.model.importer import imported_features, load_import
 
     df, mapping, meta = load_import(data_dir)
@@ -183,11 +222,12 @@ def train_import(data_dir: str | Path, *, split: str = "time", test_frac: float 
         sp = time_split(f.ts, y, 0.3 if test_frac is None else test_frac)
     else:
         raise ValueError("split must be 'time' or 'random'")
-    result = train(f.x, y, f.ts, f.spec, sp, params=params, threads=threads, screen_psi=screen_psi)
-    out: dict[str, Any] = {"rows": int(f.x.shape[0]), "feature_seconds": round(feat_s, 1), "result": result,
-                           "features": f}
+    x, spec, fb_info = with_feedback(f, mapping, sp, feedback, label_delay_ms)
+    result = train(x, y, f.ts, spec, sp, params=params, threads=threads, screen_psi=screen_psi)
+    out: dict[str, Any] = {"rows": int(x.shape[0]), "feature_seconds": round(feat_s, 1), "result": result,
+                           "features": f, "feedback": fb_info}
     if registry is not None:
         out["version"], out["meta"] = save(result, registry, name, {
             "source": {"kind": "import", "dir": str(data_dir), "file": meta.get("source")},
-            "import_mapping": meta.get("mapping")})
+            "import_mapping": meta.get("mapping"), "label_feedback": fb_info})
     return out

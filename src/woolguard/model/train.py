@@ -27,6 +27,7 @@ from woolguard.model.scorer import Calibration
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "binary",
+    "metric": "auc",  # early stopping on the ranking the model is judged by, not on log loss (base rates drift)
     "learning_rate": 0.05,
     "num_leaves": 31,
     "min_data_in_leaf": 20,
