@@ -285,16 +285,20 @@ class RedisState:
         self._empty = [-1 if w.op is WindowOp.GAPS else 0 for w in windows]
         self._gaps = {i for i, w in enumerate(windows) if w.op is WindowOp.GAPS}
         shared = shared_with(windows)
-        # (code/2, single entity or None, composite key, key prefix, kinds, distinct member or None); a window
-        # that reads a longer window's ZSET comes after every window that keeps one, and names that one's key.
-        plan = [
-            ((i + 1) * 2, w.key[0] if len(w.key) == 1 else None, w.key,
-             f"{self.prefix}{windows[j].name if j is not None else w.name}:", w.kinds,
-             w.member if j is None else None)
-            for i, (w, j) in enumerate(zip(windows, shared, strict=True))
-        ]
+        # The keys an event can have (an entity, or a pair), each computed once per event.
+        specs: list[tuple[str, ...]] = []
+        for w in windows:
+            if w.key not in specs:
+                specs.append(w.key)
+        self._specs = [(k[0], None) if len(k) == 1 else (None, k) for k in specs]
+        # (code = 2 * (window + 1), spec index, kinds, distinct member or None); a window that reads a longer
+        # window's ZSET comes after every window that keeps one (the script names that one's key).
+        plan = [((i + 1) * 2, specs.index(w.key), w.kinds, w.member if j is None else None)
+                for i, (w, j) in enumerate(zip(windows, shared, strict=True))]
         self._plan = [p for p, j in zip(plan, shared, strict=True) if j is None]
         self._plan += [p for p, j in zip(plan, shared, strict=True) if j is not None]
+        #: per event kind (None: a peek): [(code with the update bit, spec index, member or None, window index)]
+        self._kind_plans: dict[EventKind | None, list[tuple[int, int, str | None, int]]] = {}
         self._primed: tuple[Any, ...] | None = None
         self._horizons = horizons_of(windows)
         self._first_value = 5 + len(self._horizons)  # ARGV index of the first entity value
@@ -364,44 +368,57 @@ class RedisState:
 
     # -- the round trip -----------------------------------------------------------------------------
 
+    def _kind_plan(self, kind: EventKind | None) -> list[tuple[int, int, str | None, int]]:
+        plan = self._kind_plans.get(kind)
+        if plan is None:
+            plan = self._kind_plans[kind] = [
+                (code + 1, si, member, code // 2 - 1) if kind is not None and (kinds is None or kind in kinds)
+                else (code, si, None, code // 2 - 1)
+                for code, si, kinds, member in self._plan]
+        return plan
+
     def _prepare(self, ts: int, kind: EventKind | None, entities: Mapping[str, str | None],
                  update: bool) -> tuple[list[str], list[Any], list[int]]:
         get = entities.get
-        codes = bytearray()
-        values: list[str] = []
-        index: dict[str, int] = {}
-        first = self._first_value
-        present = []
-        for code, single, composite, _prefix, kinds, member_name in self._plan:
+        keyvals: list[str | None] = []
+        for single, composite in self._specs:
             if single is not None:
-                key = get(single)
+                keyvals.append(get(single))
             else:
-                parts = [get(name) for name in composite]
-                key = None if None in parts else "|".join(parts)  # type: ignore[arg-type]
+                parts = [get(name) for name in composite]  # type: ignore[union-attr]
+                keyvals.append(None if None in parts else "|".join(parts))  # type: ignore[arg-type]
+        first = self._first_value
+        argi = [0] * len(keyvals)
+        values: list[str] = []
+        members: dict[str, int] = {}
+        codes = bytearray()
+        present = []
+        for code, si, member_name, window in self._kind_plan(kind if update else None):
+            key = keyvals[si]
             if key is None:
                 continue
-            upd = update and (kinds is None or kind in kinds)
+            ki = argi[si]
+            if not ki:
+                ki = argi[si] = first + len(values)
+                values.append(key)
             mi = 0
-            if upd and member_name is not None:
+            if member_name is not None:
                 m = get(member_name)
                 if m is None:
-                    upd = False
+                    code -= 1  # a distinct window without its member: read, not updated
                 else:
-                    mi = index.get(m, 0)
+                    mi = members.get(m, 0)
                     if not mi:
-                        mi = index[m] = first + len(values)
+                        mi = members[m] = first + len(values)
                         values.append(m)
-            ki = index.get(key, 0)
-            if not ki:
-                ki = index[key] = first + len(values)
-                values.append(key)
-            codes += bytes((code + upd, ki, mi))
-            present.append(code // 2 - 1)
+            codes += bytes((code, ki, mi))
+            present.append(window)
         if first + len(values) > 255:  # pragma: no cover - an event has a few entities, not hundreds
             raise ValueError("too many distinct entity values in one event for the Redis feature script")
         ts = int(ts)
         args: list[Any] = [ts, "0", self.prefix, bytes(codes), *[f"({ts - h}" for h in self._horizons], *values]
         return [self._seq_key, self._seq_key], args, present
+
     def _values(self, present: list[int], reply: list[Any]) -> list[int]:
         out = list(self._empty)
         gaps = self._gaps
