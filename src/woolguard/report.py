@@ -132,7 +132,7 @@ class Report:
         self._settle(truth, event.ts, event.account.id, "won" if passed else "refused", value)
 
     def _on_settled(self, payout: Payout, settled: Settled, ctx: tuple[str, int, str]) -> None:
-        self._settle(*ctx, settled.status, settled.amount_fen)
+        self._settle(*ctx, settled.status, settled.paid_fen if settled.status == "won" else settled.amount_fen)
 
     def _settle(self, truth: str, ts: int, account: str, status: str, amount_fen: int) -> None:
         g = self.groups[truth]

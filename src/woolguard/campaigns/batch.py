@@ -6,14 +6,15 @@ payouts, each with its decision already made (and, for ``verify`` / ``review``, 
 passed or the analyst approved), and settles a batch of them in **one transaction**, writing the same rows
 the online path writes and keeping the same promises:
 
-- the payouts of a batch are settled in order, against the counters read at the start of the transaction
-  (each campaign's row is locked first on PostgreSQL): window, code already used, the decision, the
-  per-account / device / phone limits, the tier's count, the budget, the daily cap — the same steps and
-  the same order as ``service._gate`` / ``service._grant``;
+- the payouts of a batch are settled in order, against the counters read at the start of the transaction:
+  window, code already used, the decision, the per-account / device / phone limits, the tier's count,
+  the budget, the daily cap — the same steps and the same order as ``service._gate`` / ``service._grant``;
 - the counters are then moved by the same conditional statements as online (``remaining >= n``,
-  ``spent_fen + a <= budget_fen``, ``used + n <= limit``), each of which must take effect; if another
-  writer moved a counter in between, the transaction is rolled back and the batch settled again from
-  fresh counters, so no budget, count, cap or limit can be exceeded even with online writers alongside;
+  ``spent_fen + a <= budget_fen``, ``used + n <= limit``), locking rows in the online path's order (code,
+  limits, tier, campaign, day), each of which must take effect; if another writer moved a counter in
+  between, the transaction is rolled back and the batch settled again from fresh counters, so no budget,
+  count, cap or limit can be exceeded even with online writers alongside (optimistic: a batch retried
+  ``attempts`` times without getting through raises :class:`CampaignError`, having written nothing);
 - every ledger row keeps its unique ``entry`` (``scan:<event>``, ``claim:<event>``, ``hold:<event>``,
   ``redeem:<coupon>:1``); a payout whose entry is already in the ledger is not settled again (its first
   result is returned), and a code's ``used_codes`` row is inserted, so a code pays at most once.
@@ -25,6 +26,7 @@ rolled back), in the order the payouts were added.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,14 +76,16 @@ class Payout:
 
 @dataclass(slots=True)
 class Settled:
-    """What a payout came to: ``won`` (``amount_fen`` paid, or a coupon's discount), ``refused`` by the
-    decision / challenge / analyst (``amount_fen`` is what it would have cost: saved), ``limited``,
-    ``exhausted``, ``used`` (the code paid before), ``not_running``."""
+    """What a payout came to: ``won`` (``amount_fen`` committed: the prize, or the coupon's face value),
+    ``refused`` by the decision / challenge / analyst (``amount_fen`` is what it would have cost: saved),
+    ``limited``, ``exhausted``, ``used`` (the code paid before), ``not_running``. ``paid_fen`` is the money
+    that left: the prize, or the discount of a coupon redeemed at once (0 for a coupon only issued)."""
 
     status: str
     amount_fen: int = 0
     tier_id: str | None = None
     replayed: bool = False
+    paid_fen: int = 0
 
 
 class _Moved(Exception):
@@ -101,7 +105,7 @@ class PayoutBook:
     """Buffers payouts and settles them ``batch_size`` at a time (see the module doc)."""
 
     def __init__(self, conn: Connection, tenant: str, batch_size: int = 5000,
-                 on_settled: Callable[[Payout, Settled, Any], None] | None = None, attempts: int = 5):
+                 on_settled: Callable[[Payout, Settled, Any], None] | None = None, attempts: int = 20):
         self.conn = conn
         self.tenant = tenant
         self.batch_size = batch_size
@@ -128,6 +132,7 @@ class PayoutBook:
                 results = in_transaction(self.conn, lambda c: _settle(c, self.tenant, payouts))
                 break
             except (_Moved, IntegrityError):
+                time.sleep(0.002 * min(attempt, 10))
                 if attempt + 1 == self.attempts:
                     self.pending = items + self.pending
                     raise CampaignError("counters kept moving under the batch; nothing was written") from None
@@ -143,14 +148,12 @@ def _chunks(values: list[Any]) -> list[list[Any]]:
 
 
 def _settle(c: Connection, tenant: str, payouts: list[Payout]) -> list[Settled]:
-    pg = c.dialect.name == "postgresql"
     cids = sorted({p.campaign_id for p in payouts})
     camps: dict[str, _Camp] = {}
     ct = campaigns_t.c
-    for cid in cids:  # campaign rows first, in id order (locked on PostgreSQL)
-        q = select(ct.version, ct.kind, ct.spent_fen, ct.budget_fen, ct.paused).where(ct.tenant_id == tenant,
-                                                                                      ct.id == cid)
-        row = c.execute(q.with_for_update() if pg else q).first()
+    for cid in cids:  # read without locks: the writes below re-check every counter
+        row = c.execute(select(ct.version, ct.kind, ct.spent_fen, ct.budget_fen, ct.paused).where(
+            ct.tenant_id == tenant, ct.id == cid)).first()
         if row is None:
             raise CampaignError(f"no campaign {cid!r}")
         camps[cid] = _Camp(_rules(c, tenant, cid, row.version), row.kind, row.spent_fen, row.budget_fen, row.paused)
@@ -170,12 +173,10 @@ def _settle(c: Connection, tenant: str, payouts: list[Payout]) -> list[Settled]:
         for r in c.execute(select(lc.entry, lc.kind, lc.amount_fen, lc.tier_id, lc.coupon_id)
                            .where(lc.tenant_id == tenant, lc.entry.in_(chunk))):
             prior[r.entry] = r
-    for r in list(prior.values()):  # a coupon's discount is on its redeem row
-        if r.kind == "issued" and r.coupon_id:
-            red = c.execute(select(lc.amount_fen).where(lc.tenant_id == tenant,
-                                                        lc.entry == f"redeem:{r.coupon_id}:1")).scalar()
-            if red is not None:
-                prior[r.entry] = _Prior(r.entry, "redeemed", red, r.tier_id)
+    redeemed: dict[str, int] = {}  # a coupon's discount is on its redeem row
+    for chunk in _chunks([f"redeem:{r.coupon_id}:1" for r in prior.values() if r.kind == "issued" and r.coupon_id]):
+        for r in c.execute(select(lc.coupon_id, lc.amount_fen).where(lc.tenant_id == tenant, lc.entry.in_(chunk))):
+            redeemed[r.coupon_id] = r.amount_fen
     # counters this batch can touch
     cc = campaign_counters.c
     counters: dict[tuple[str, str, str, int], int] = {}
@@ -228,11 +229,12 @@ def _settle(c: Connection, tenant: str, payouts: list[Payout]) -> list[Settled]:
         rules = camp.rules
         if entry in first:  # the same event twice in one batch: the first settles it
             f = first[entry]
-            return Settled(f.status, f.amount_fen, f.tier_id, replayed=True)
+            return Settled(f.status, f.amount_fen, f.tier_id, replayed=True, paid_fen=f.paid_fen)
         if entry in prior:
             r = prior[entry]
-            status = {"paid": "won", "issued": "won", "redeemed": "won"}.get(r.kind, r.kind)
-            return Settled(status, r.amount_fen, r.tier_id, replayed=True)
+            status = {"paid": "won", "issued": "won"}.get(r.kind, r.kind)
+            paid = r.amount_fen if r.kind == "paid" else redeemed.get(r.coupon_id, 0) if r.kind == "issued" else 0
+            return Settled(status, r.amount_fen, r.tier_id, replayed=True, paid_fen=paid)
         tier = rules.tier(p.tier_id)
         if tier is None:
             raise CampaignError(f"campaign {p.campaign_id!r} has no tier {p.tier_id!r}")
@@ -306,7 +308,7 @@ def _settle(c: Connection, tenant: str, payouts: list[Payout]) -> list[Settled]:
         if camp.kind == "scan":
             lrow(p, camp, entry, "paid", amount, tier.id)
             _code_row(code_rows, tenant, p, "won", tier.id, amount)
-            return Settled("won", amount, tier.id)
+            return Settled("won", amount, tier.id, paid_fen=amount)
         coupon_id = "cp_" + hashlib.blake2b(f"{tenant}\x00{p.event_id}".encode(), digest_size=10).hexdigest()
         lrow(p, camp, entry, "issued", amount, tier.id, coupon_id=coupon_id)
         redeem = p.order_amount_fen is not None and p.order_amount_fen >= tier.min_order_fen
@@ -322,7 +324,7 @@ def _settle(c: Connection, tenant: str, payouts: list[Payout]) -> list[Settled]:
         if redeem:
             lrow(p, camp, f"redeem:{coupon_id}:1", "redeemed", discount, tier.id, f"order order:{p.event_id}",
                  coupon_id=coupon_id)
-        return Settled("won", discount if redeem else 0, tier.id)
+        return Settled("won", amount, tier.id, paid_fen=discount)
 
     for p in payouts:
         entry = final_entry(p)
@@ -330,7 +332,32 @@ def _settle(c: Connection, tenant: str, payouts: list[Payout]) -> list[Settled]:
         first.setdefault(entry, res)
         out.append(res)
 
-    # move the counters by conditional statements; each must take effect
+    # Move the counters by conditional statements, each of which must take effect, locking rows in the
+    # online path's order: code, limits (account, device, phone), tier, campaign budget, daily budget.
+    if code_rows:
+        ins = _upsert(c)(used_codes)
+        stmt = ins.on_conflict_do_nothing(index_elements=[uc.tenant_id, uc.code]).returning(uc.code)
+        for chunk in _chunks(sorted(code_rows, key=lambda r: r["code"])):
+            if len(c.execute(stmt, chunk).all()) != len(chunk):
+                raise _Moved()
+    ins = _upsert(c)(campaign_counters)
+    counter_stmt = ins.on_conflict_do_update(
+        index_elements=[cc.tenant_id, cc.campaign_id, cc.scope, cc.key, cc.day],
+        set_={"used": cc.used + ins.excluded.used},
+        where=cc.used + ins.excluded.used <= bindparam("lim")).returning(cc.key)
+    # a multi-row INSERT binds the WHERE's limit once: one statement per (scope, per day, campaign)
+    groups: dict[tuple[int, int, str], list[dict[str, Any]]] = defaultdict(list)
+    for (cid, scope, key, day), n in counter_add.items():
+        if scope == "budget":
+            continue
+        rank = ("account", "device", "phone").index(scope)
+        lim = getattr(camps[cid].rules.limits, f"{scope}_{'day' if day else 'campaign'}")
+        groups[(rank, 0 if day else 1, cid)].append({"tenant_id": tenant, "campaign_id": cid, "scope": scope,
+                                                     "key": key, "day": day, "used": n, "lim": lim})
+    for _, group in sorted(groups.items()):
+        for chunk in _chunks(sorted(group, key=lambda r: (r["key"], r["day"]))):
+            if len(c.execute(counter_stmt, chunk).all()) != len(chunk):
+                raise _Moved()
     for (cid, tier_id), n in sorted(tier_take.items()):
         if c.execute(update(prize_tiers).where(pt.tenant_id == tenant, pt.campaign_id == cid, pt.tier_id == tier_id,
                                                pt.remaining >= n)
@@ -340,32 +367,11 @@ def _settle(c: Connection, tenant: str, payouts: list[Payout]) -> list[Settled]:
         if c.execute(update(campaigns_t).where(ct.tenant_id == tenant, ct.id == cid, ct.spent_fen + a <= ct.budget_fen)
                      .values(spent_fen=ct.spent_fen + a).returning(ct.spent_fen)).first() is None:
             raise _Moved()
-    if counter_add:
-        params = []
-        for (cid, scope, key, day), n in sorted(counter_add.items()):
-            rules = camps[cid].rules
-            if scope == "budget":
-                lim = rules.daily_cap_fen
-            else:
-                lim = getattr(rules.limits, f"{scope}_{'day' if day else 'campaign'}")
-            params.append({"tenant_id": tenant, "campaign_id": cid, "scope": scope, "key": key, "day": day,
-                           "used": n, "lim": lim})
-        ins = _upsert(c)(campaign_counters)
-        stmt = ins.on_conflict_do_update(index_elements=[cc.tenant_id, cc.campaign_id, cc.scope, cc.key, cc.day],
-                                         set_={"used": cc.used + ins.excluded.used},
-                                         where=cc.used + ins.excluded.used <= bindparam("lim")).returning(cc.key)
-        by_limit: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for prm in params:  # a multi-row INSERT binds the WHERE's limit once: one statement per limit
-            by_limit[prm["lim"]].append(prm)
-        for group in by_limit.values():
-            for chunk in _chunks(group):
-                if len(c.execute(stmt, chunk).all()) != len(chunk):
-                    raise _Moved()
-    if code_rows:
-        ins = _upsert(c)(used_codes)
-        stmt = ins.on_conflict_do_nothing(index_elements=[uc.tenant_id, uc.code]).returning(uc.code)
-        for chunk in _chunks(code_rows):
-            if len(c.execute(stmt, chunk).all()) != len(chunk):
+    for (cid, scope, key, day), n in sorted(counter_add.items()):
+        if scope == "budget":
+            prm = {"tenant_id": tenant, "campaign_id": cid, "scope": scope, "key": key, "day": day, "used": n,
+                   "lim": camps[cid].rules.daily_cap_fen}
+            if len(c.execute(counter_stmt, [prm]).all()) != 1:
                 raise _Moved()
     if coupon_rows:
         c.execute(insert(coupons), coupon_rows)
@@ -374,14 +380,6 @@ def _settle(c: Connection, tenant: str, payouts: list[Payout]) -> list[Settled]:
     if rows:
         c.execute(insert(ledger), rows)
     return out
-
-
-@dataclass(slots=True)
-class _Prior:
-    entry: str
-    kind: str
-    amount_fen: int
-    tier_id: str | None
 
 
 def _code_row(out: list[dict[str, Any]], tenant: str, p: Payout, status: str, tier_id: str, amount: int) -> None:
