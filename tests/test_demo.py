@@ -156,3 +156,30 @@ def test_demo_runs_again_on_the_same_database(demo_run: tuple[Path, dict]) -> No
     assert res.exit_code == 0, res.output
     again = json.loads(out.read_text())
     assert again["totals"] == report["totals"] and again["ledger"]["campaigns"] == report["ledger"]["campaigns"]
+
+
+def test_replay_decides_a_stored_campaign_with_its_own_policy(tmp_path: Path) -> None:
+    from woolguard.campaigns import service as S
+    from woolguard.storage import open_database
+    from woolguard.storage.policies import save_policy
+
+    url = f"sqlite:///{tmp_path / 'wg.db'}"
+    db = open_database(url)
+    save_policy(db, "scan-strict", "id: scan-strict\noutcomes: {0: pass, 4: reject}\nrules:\n  - id: every_scan\n"
+                "    when: kind == 'scan'\n    score: 1\n    level: 4\n    reason: device.emulator\n")
+    t = 1_800_000_000_000
+    with db.connect() as conn:
+        S.create_campaign(conn, "default", "guarded", {
+            "start_ms": t - 86_400_000, "end_ms": t + 86_400_000, "budget_fen": 100, "policy": "scan-strict",
+            "tiers": [{"id": "a", "amount_fen": 1, "count": 1, "probability": 1.0}]})
+    db.close()
+    events = tmp_path / "e.jsonl"
+    lines = [json.dumps({"event_id": f"e{i}", "kind": "scan", "ts": t + i, "account": {"id": f"a{i}"},
+                         "campaign_id": cid, "code_id": f"K{i}", "value": 1.0})
+             for i, cid in enumerate(["guarded", "other"])]
+    events.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "r.json"
+    res = runner.invoke(app, ["replay", str(events), "--db", url, "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "scan-strict@1" in res.output
+    assert json.loads(out.read_text())["genuine"]["outcomes"] == {"reject": 1, "pass": 1}

@@ -72,6 +72,27 @@ def _engine(policy: Path | None, ip_lists: list[str] | None, campaigns: dict[str
     return engine
 
 
+def _stored_campaign_policies(engine: Any, url: str, keep: set[str], tenant: str = "default") -> None:
+    """Load the policies named by the rules of the campaigns stored at ``url`` into ``engine``."""
+    from woolguard.campaigns.policies import campaign_policy_keys, load_campaign_policies
+    from woolguard.rules.policy import PolicyError
+    from woolguard.storage import open_database
+
+    explicit = {cid: p for cid, p in engine.campaign_policies.items() if cid in keep}
+    database = open_database(url)
+    try:
+        with database.connect() as conn:
+            keys = {cid: k for cid, k in campaign_policy_keys(conn, tenant).items() if cid not in keep}
+            load_campaign_policies(conn, tenant, engine, keys=keys)
+    except PolicyError as exc:
+        _fail(f"a campaign's stored policy is refused: {exc}")
+    finally:
+        database.close()
+    engine.campaign_policies = {**engine.campaign_policies, **explicit}
+    for cid, key in sorted(keys.items()):
+        err.print(f"campaign {cid}: decided with its policy {key[0]}@{key[1]}")
+
+
 def _progress() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=err, transient=False, disable=not err.is_terminal)
@@ -299,6 +320,8 @@ def replay(
             _fail(f"--campaign {item!r}: START must be epoch milliseconds or an ISO time with a zone")
         campaigns[cid] = {"campaign_id": cid, "start_ms": start_ms}
     engine = _engine(policy, ip_list, campaigns, campaign_policy)
+    if db:  # campaigns stored there decide their events with their own policy (--campaign-policy wins)
+        _stored_campaign_policies(engine, db, {item.partition("=")[0] for item in campaign_policy or []})
     url = (db or __import__("woolguard.storage", fromlist=["default_url"]).default_url()) if log else None
 
     def ordered() -> Iterator[Any]:

@@ -37,6 +37,7 @@ from sqlalchemy.exc import DBAPIError
 
 from woolguard.campaigns.codes import CodeSigner
 from woolguard.campaigns.models import PPM, PrizeTier, Rules, RulesError, parse_rules, rules_to_dict
+from woolguard.campaigns.policies import check_ref
 from woolguard.events import Decision, Event, Outcome
 from woolguard.storage.schema import (
     campaign_counters,
@@ -167,6 +168,7 @@ def create_campaign(conn: Connection, tenant: str, campaign_id: str, rules: Rule
         if c.execute(select(campaigns_t.c.id).where(campaigns_t.c.tenant_id == tenant,
                                                      campaigns_t.c.id == campaign_id)).first():
             raise CampaignError(f"campaign {campaign_id!r} already exists")
+        check_ref(c, tenant, rules.policy)
         c.execute(insert(campaigns_t).values(tenant_id=tenant, id=campaign_id, kind=rules.kind, name=rules.name,
                                              version=1, start_ms=rules.start_ms, end_ms=rules.end_ms,
                                              budget_fen=rules.budget_fen, spent_fen=0, paused=False))
@@ -194,6 +196,7 @@ def new_version(conn: Connection, tenant: str, campaign_id: str, rules: Rules | 
             raise CampaignError(f"no campaign {campaign_id!r}")
         if rules.kind != row["kind"]:
             raise RulesError(f"a {row['kind']} campaign cannot become a {rules.kind} campaign", "$.kind")
+        check_ref(c, tenant, rules.policy)
         if rules.budget_fen < row["spent_fen"]:
             raise RulesError(f"budget_fen {rules.budget_fen} is below what is already committed "
                              f"({row['spent_fen']})", "$.budget_fen")
