@@ -884,6 +884,15 @@ def campaign_pressure(tenant: Annotated[str | None, typer.Option("--tenant", hel
     console.print(table)
 
 
+@campaign_app.command("expire")
+def campaign_expire(tenant: CampaignTenant = "default", db: CampaignDb = None) -> None:
+    """Release the budget of coupons that expired unredeemed (a ``released`` ledger row each); run it from cron."""
+    from woolguard.campaigns import service
+
+    n = _campaign_call(db, service.expire_coupons, tenant)
+    console.print(f"released {n} expired coupon(s) for tenant {tenant}")
+
+
 @campaign_app.command("audit")
 def campaign_audit(tenant: Annotated[str | None, typer.Option("--tenant", help="One tenant (default: all).")]
                    = None, db: CampaignDb = None) -> None:
