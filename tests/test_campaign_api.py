@@ -100,3 +100,39 @@ def test_challenge_review_and_coupons(client: TestClient) -> None:
                            json={"approve": False, "analyst": "ana"}).json()
         assert done["status"] == "refused"
     assert client.post("/v1/challenges/ch_nope/result", json={"passed": True}).status_code == 404
+
+
+STRICT_SCANS = """
+id: cola-strict
+outcomes: {0: pass, 1: pass, 2: pass, 3: pass, 4: reject}
+rules:
+  - id: every_scan
+    when: kind == 'scan'
+    score: 5
+    level: 4
+    reason: device.emulator
+"""
+
+
+def test_a_campaigns_own_policy_decides_its_events(client: TestClient) -> None:
+    # a policy reference that names nothing stored is refused, naming the field
+    bad = client.post("/v1/campaigns", json={"id": "c", "rules": {**RULES, "policy": "cola-strict@1"}})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "policy", bad.text
+    # stored, not activated: the tenant keeps its default policy; only campaign c is guarded by it
+    assert client.post("/v1/policies", json={"body": STRICT_SCANS}).status_code == 201
+    guarded_rules = {**RULES, "policy": "cola-strict@1"}
+    assert client.post("/v1/campaigns", json={"id": "c", "rules": guarded_rules}).status_code == 201
+    assert client.post("/v1/campaigns", json={"id": "d", "rules": RULES}).status_code == 201
+    codes = {}
+    for cid in ("c", "d"):
+        b = client.post(f"/v1/campaigns/{cid}/batches", json={"count": 2}).json()
+        text = client.get(f"/v1/campaigns/{cid}/batches/{b['batch_id']}/codes.csv").text
+        codes[cid] = [r["code"] for r in csv.DictReader(io.StringIO(text))]
+    guarded = scan(client, "p1", codes["c"][0])
+    assert guarded["decision"]["outcome"] == "reject" and guarded["decision"]["policy"].startswith("cola-strict")
+    assert guarded["result"]["status"] == "refused"
+    free = scan(client, "p2", codes["d"][0], campaign_id="d")
+    assert free["decision"]["outcome"] == "pass" and free["result"]["status"] == "won"
+    # a new version without the policy: the campaign falls back to the tenant's policy at once
+    assert client.post("/v1/campaigns/c/versions", json={"rules": RULES}).status_code == 201
+    assert scan(client, "p3", codes["c"][1], account="u3")["decision"]["outcome"] == "pass"

@@ -161,3 +161,40 @@ def test_coupons_are_exact_with_32_clients(db) -> None:
         assert kinds["issued"] == 40
         assert kinds["redeemed"] - kinds.get("reversed", 0) <= 32
         assert conn.execute(select(campaigns_t.c.spent_fen).where(campaigns_t.c.id == "cp")).scalar_one() == 40 * 500
+
+
+def test_coupon_expiry_races_redemptions_exactly(db) -> None:
+    rules = {"kind": "coupon", "start_ms": T0, "end_ms": T0 + 10 * 86_400_000, "budget_fen": 100_000,
+             "daily_cap_fen": 100_000, "tiers": [{"id": "k", "amount_fen": 100, "count": 1000, "valid_days": 1}]}
+    n = 60
+    with db.connect() as conn:
+        S.create_campaign(conn, TENANT, "exp", rules)
+        ids = []
+        for i in range(n):
+            ev = Event(event_id=f"x{i}", kind=EventKind.CLAIM, ts=T0 + i, account=Account(id=f"u{i}"),
+                       campaign_id="exp")
+            ids.append(S.claim(conn, TENANT, ev, decision(f"x{i}", Outcome.PASS)).coupon_id)
+    after = T0 + 2 * 86_400_000
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def work(i: int, conn) -> None:
+        if i % 2:  # expirers
+            S.expire_coupons(conn, TENANT, ts=after)
+            return
+        order = list(range(n)) if i % 4 else list(reversed(range(n)))
+        for j in order:  # redeemers whose clock still says the coupon is valid
+            res = S.redeem(conn, TENANT, ids[j], f"o{j}", 500, ts=T0 + j + 1)
+            with lock:
+                outcomes[res.status if not res.replayed else "replayed"] += 1
+
+    assert not run_clients(CLIENTS, work, db)
+    with db.connect() as conn:
+        S.expire_coupons(conn, TENANT, ts=after)
+        kinds = Counter(k for k, in conn.execute(select(ledger.c.kind).where(ledger.c.campaign_id == "exp")))
+        redeemed, released = kinds["redeemed"], kinds["released"]
+        assert kinds["issued"] == n and redeemed + released == n, kinds
+        spent = conn.execute(select(campaigns_t.c.spent_fen).where(campaigns_t.c.id == "exp")).scalar_one()
+        assert spent == 100 * redeemed
+        found = audit(conn, TENANT)
+        assert (found["overspent"], found["paid_twice"]) == (0, 0), found["details"]

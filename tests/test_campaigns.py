@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
 
 from woolguard.campaigns import CampaignError, CodeSigner, RulesError
 from woolguard.campaigns import service as S
@@ -15,6 +16,7 @@ from woolguard.campaigns.report import pressure, savings, totals
 from woolguard.events import Account, Challenge, Decision, Device, Event, EventKind, Geo, Outcome
 from woolguard.storage import open_database
 from woolguard.storage.labels import add_label
+from woolguard.storage.schema import coupons
 
 T0 = 1_750_000_000_000
 DAY = 86_400_000
@@ -238,3 +240,79 @@ def test_property_any_sequence_keeps_every_promise(lite, ops, budget, cap_units)
             assert res.status in ("won", "lost", "refused", "limited", "exhausted")
     found = audit(lite, "t")
     assert found["overspent"] == 0 and found["paid_twice"] == 0, found["details"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Coupons that expire unredeemed give their budget back
+
+
+def coupon_campaign(conn, cid: str, budget: int, cap: int | None = None, count: int = 1000) -> None:
+    r = {"kind": "coupon", "start_ms": T0, "end_ms": T0 + 30 * DAY, "budget_fen": budget,
+         "tiers": [{"id": "k", "amount_fen": 100, "count": count, "valid_days": 1}]}
+    if cap is not None:
+        r["daily_cap_fen"] = cap
+    S.create_campaign(conn, "t", cid, r)
+
+
+def claim_ev(eid: str, account: str, ts: int, cid: str) -> Event:
+    return Event(event_id=eid, kind=EventKind.CLAIM, ts=ts, account=Account(id=account), campaign_id=cid)
+
+
+_expiry_runs = iter(range(10**6))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.tuples(st.sampled_from(["claim", "redeem", "refund", "expire"]), st.integers(0, 5),
+                                st.integers(0, 3)), min_size=1, max_size=30))
+def test_expired_coupons_release_their_budget_exactly(lite, steps) -> None:
+    cid = f"x{next(_expiry_runs)}"
+    coupon_campaign(lite, cid, budget=300, cap=200, count=3)
+    ts = T0
+    ids: list[str] = []
+    released = 0
+    for i, (action, who, hours) in enumerate(steps):
+        ts += hours * 9 * 3_600_000  # 0..27 h later: coupons (valid one day) expire along the way
+        if action == "claim":
+            res = S.claim(lite, "t", claim_ev(f"{cid}-{i}", f"u{who}", ts, cid), dec(f"{cid}-{i}"))
+            if res.status == "won":
+                ids.append(res.coupon_id)
+        elif action in ("redeem", "refund") and ids:
+            cp = ids[who % len(ids)]
+            if action == "redeem":
+                S.redeem(lite, "t", cp, f"o{who}", 500, ts=ts)
+            else:
+                S.refund(lite, "t", cp, f"o{who}", ts=ts)
+        elif action == "expire":
+            released += S.expire_coupons(lite, "t", ts=ts)
+    released += S.expire_coupons(lite, "t", ts=ts + 2 * DAY)
+    rows = ledger_rows(lite, "t", cid)
+    issued = [r for r in rows if r["kind"] == "issued"]
+    gone = [r for r in rows if r["kind"] == "released"]
+    assert len(gone) == released and all(r["amount_fen"] == -100 for r in gone)
+    # every coupon not redeemed at the end released exactly once; redeemed ones never
+    redeemed_now = {c for c in ids if lite.execute(select(coupons.c.status).where(coupons.c.id == c)).scalar()
+                    == "redeemed"}
+    assert {r["coupon_id"] for r in gone} == {r["coupon_id"] for r in issued} - redeemed_now
+    assert len({r["entry"] for r in gone}) == len(gone)
+    state = S.campaign_state(lite, "t", cid)
+    assert state["spent_fen"] == sum(r["amount_fen"] for r in issued + gone) == 100 * len(redeemed_now)
+    assert state["tiers"][0]["remaining"] == 3 - len(redeemed_now)
+    lite.commit()
+    found = audit(lite, "t")
+    assert (found["overspent"], found["paid_twice"]) == (0, 0), found["details"]
+    lite.commit()
+
+
+def test_a_released_coupon_frees_budget_for_new_claims_and_cannot_be_redeemed(lite) -> None:
+    coupon_campaign(lite, "r", budget=100, cap=100)
+    first = S.claim(lite, "t", claim_ev("r1", "u1", T0 + 1, "r"), dec("r1"))
+    assert first.status == "won"
+    assert S.claim(lite, "t", claim_ev("r2", "u2", T0 + 2, "r"), dec("r2")).status == "exhausted"
+    assert S.expire_coupons(lite, "t", ts=T0 + DAY) == 0  # not yet expired (valid until T0 + 1 + DAY)
+    assert S.expire_coupons(lite, "t", ts=T0 + DAY + 1) == 1
+    assert S.expire_coupons(lite, "t", ts=T0 + DAY + 5) == 0  # released once
+    late = S.redeem(lite, "t", first.coupon_id, "o1", 500, ts=T0 + 3)  # even with a clock that says it's early
+    assert late.status == "refused" and "expired" in late.message
+    # the day's cap and the budget are free again (a claim on the same calendar day fits)
+    assert S.claim(lite, "t", claim_ev("r3", "u3", T0 + 3, "r"), dec("r3")).status == "won"
+    assert audit(lite, "t")["overspent"] == 0

@@ -99,3 +99,87 @@ def test_replay_reorders_small_disorder_and_refuses_large(tmp_path: Path) -> Non
     late.write_text("\n".join(line(i, t + d) for i, d in enumerate([0, 1_000_000, 2_000_000, 30_000])) + "\n")
     res = runner.invoke(app, ["replay", str(late)])
     assert res.exit_code == 2 and "time order" in res.output
+
+
+def test_demo_money_figures_are_sums_of_ledger_rows(demo_run: tuple[Path, dict]) -> None:
+    import sqlite3
+
+    tmp, report = demo_run
+    led = report["ledger"]
+    assert led["money_source"] == "ledger" and led["overspent"] == 0 and led["paid_twice"] == 0
+    ids = [c["id"] for c in led["campaigns"]]
+    assert len(ids) == 4
+    con = sqlite3.connect(tmp / "log.db")
+    marks = ",".join("?" * len(ids))
+    paid, = con.execute(f"select sum(amount_fen) from ledger where campaign_id in ({marks}) "
+                        "and kind in ('paid', 'redeemed', 'reversed')", ids).fetchone()
+    assert paid > 0 and report["totals"]["prize_paid"] == paid / 100
+    # saved: what the refused payouts of gang events would have cost; the truth comes from the decision
+    # log (not from the report), per archetype
+    by_truth = dict(con.execute(
+        f"select d.truth, sum(l.amount_fen) from ledger l join decisions d on d.id = l.decision_id "
+        f"where l.kind = 'refused' and l.campaign_id in ({marks}) group by d.truth", ids).fetchall())
+    assert report["totals"]["prize_saved"] == sum(v for k, v in by_truth.items() if k != "genuine") / 100
+    for name, a in report["archetypes"].items():
+        assert a["prize_saved"] == by_truth.get(name, 0) / 100, name
+    assert report["genuine"]["prize_lost_to_friction"] == by_truth.get("genuine", 0) / 100
+    paid_by_truth = dict(con.execute(
+        f"select d.truth, sum(l.amount_fen) from ledger l join decisions d on d.id = l.decision_id "
+        f"where l.kind in ('paid', 'redeemed') and l.campaign_id in ({marks}) group by d.truth", ids).fetchall())
+    for name, a in report["archetypes"].items():
+        assert a["prize_paid"] == paid_by_truth.get(name, 0) / 100, name
+    # every refused row was refused by its decision (reject, or a failed challenge / review)
+    assert con.execute(f"select count(*) from ledger l join decisions d on d.id = l.decision_id where l.kind = "
+                       f"'refused' and d.outcome = 'pass' and l.campaign_id in ({marks})", ids).fetchone() == (0,)
+    # budgets and caps hold, and the spent counters agree with the ledger
+    for c in led["campaigns"]:
+        committed, = con.execute("select coalesce(sum(amount_fen), 0) from ledger where campaign_id = ? and "
+                                 "kind in ('paid', 'issued')", (c["id"],)).fetchone()
+        assert committed == c["spent_fen"] <= c["budget_fen"]
+        if c["daily_cap_fen"] is not None:
+            worst, = con.execute("select max(s) from (select sum(amount_fen) s from ledger where campaign_id = ? "
+                                 "and kind in ('paid', 'issued') group by day)", (c["id"],)).fetchone()
+            assert (worst or 0) <= c["daily_cap_fen"]
+    # a code pays at most once; an event is settled once
+    assert con.execute("select count(*) from (select code from ledger where kind = 'paid' and code is not null "
+                       "group by code having count(*) > 1)").fetchone() == (0,)
+    assert con.execute("select count(*) from (select entry from ledger group by tenant_id, entry "
+                       "having count(*) > 1)").fetchone() == (0,)
+
+
+def test_demo_runs_again_on_the_same_database(demo_run: tuple[Path, dict]) -> None:
+    tmp, report = demo_run
+    out = tmp / "again.json"
+    res = runner.invoke(app, ["demo", *SMALL, "--json", str(out), "--db", f"sqlite:///{tmp / 'again.db'}"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["demo", *SMALL, "--json", str(out), "--db", f"sqlite:///{tmp / 'again.db'}"])
+    assert res.exit_code == 0, res.output
+    again = json.loads(out.read_text())
+    assert again["totals"] == report["totals"] and again["ledger"]["campaigns"] == report["ledger"]["campaigns"]
+
+
+def test_replay_decides_a_stored_campaign_with_its_own_policy(tmp_path: Path) -> None:
+    from woolguard.campaigns import service as S
+    from woolguard.storage import open_database
+    from woolguard.storage.policies import save_policy
+
+    url = f"sqlite:///{tmp_path / 'wg.db'}"
+    db = open_database(url)
+    save_policy(db, "scan-strict", "id: scan-strict\noutcomes: {0: pass, 4: reject}\nrules:\n  - id: every_scan\n"
+                "    when: kind == 'scan'\n    score: 1\n    level: 4\n    reason: device.emulator\n")
+    t = 1_800_000_000_000
+    with db.connect() as conn:
+        S.create_campaign(conn, "default", "guarded", {
+            "start_ms": t - 86_400_000, "end_ms": t + 86_400_000, "budget_fen": 100, "policy": "scan-strict",
+            "tiers": [{"id": "a", "amount_fen": 1, "count": 1, "probability": 1.0}]})
+    db.close()
+    events = tmp_path / "e.jsonl"
+    lines = [json.dumps({"event_id": f"e{i}", "kind": "scan", "ts": t + i, "account": {"id": f"a{i}"},
+                         "campaign_id": cid, "code_id": f"K{i}", "value": 1.0})
+             for i, cid in enumerate(["guarded", "other"])]
+    events.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "r.json"
+    res = runner.invoke(app, ["replay", str(events), "--db", url, "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "scan-strict@1" in res.output
+    assert json.loads(out.read_text())["genuine"]["outcomes"] == {"reject": 1, "pass": 1}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -71,6 +72,27 @@ def _engine(policy: Path | None, ip_lists: list[str] | None, campaigns: dict[str
     return engine
 
 
+def _stored_campaign_policies(engine: Any, url: str, keep: set[str], tenant: str = "default") -> None:
+    """Load the policies named by the rules of the campaigns stored at ``url`` into ``engine``."""
+    from woolguard.campaigns.policies import campaign_policy_keys, load_campaign_policies
+    from woolguard.rules.policy import PolicyError
+    from woolguard.storage import open_database
+
+    explicit = {cid: p for cid, p in engine.campaign_policies.items() if cid in keep}
+    database = open_database(url)
+    try:
+        with database.connect() as conn:
+            keys = {cid: k for cid, k in campaign_policy_keys(conn, tenant).items() if cid not in keep}
+            load_campaign_policies(conn, tenant, engine, keys=keys)
+    except PolicyError as exc:
+        _fail(f"a campaign's stored policy is refused: {exc}")
+    finally:
+        database.close()
+    engine.campaign_policies = {**engine.campaign_policies, **explicit}
+    for cid, key in sorted(keys.items()):
+        err.print(f"campaign {cid}: decided with its policy {key[0]}@{key[1]}")
+
+
 def _progress() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=err, transient=False, disable=not err.is_terminal)
@@ -94,11 +116,35 @@ def _print_report(report: dict[str, Any]) -> None:
         console.print(f"decision log: {report['decision_log']}  (try: woolguard explain EVENT_ID)")
 
 
-def _run(events: Iterator[Any], total: int | None, engine: Any, log_url: str | None, label: str) -> dict[str, Any]:
+def _run(events: Iterator[Any], total: int | None, engine: Any, log_url: str | None, label: str,
+         payouts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Decide ``events``; with ``payouts`` (``{"url", "info", "scale"}``) every payout of the simulated
+    campaign is settled through real campaigns and the ledger at ``url``, and the money figures are read
+    back from the ledger."""
     from woolguard.report import Report, decide_stream
     from woolguard.sim import challenge_passed
 
-    report = Report(challenge_passed)
+    book = conn = ledger_db = None
+    plan = None
+    ids: list[str] = []
+    tenant = "default"
+    if payouts is not None:
+        from functools import partial
+
+        from woolguard.campaigns import CampaignError
+        from woolguard.campaigns.batch import PayoutBook
+        from woolguard.sim.payouts import payout_for, setup_campaigns
+        from woolguard.storage import open_database
+
+        ledger_db = open_database(payouts["url"])
+        conn = ledger_db.connect()
+        try:
+            ids = setup_campaigns(conn, tenant, payouts["info"], payouts.get("scale", 1.0))
+        except CampaignError as exc:
+            _fail(str(exc))
+        book = PayoutBook(conn, tenant, batch_size=5000)
+        plan = partial(payout_for, payouts["info"])
+    report = Report(challenge_passed, book=book, plan=plan)
     log = None
     if log_url:
         from woolguard.storage import DecisionLog, open_database
@@ -113,7 +159,40 @@ def _run(events: Iterator[Any], total: int | None, engine: Any, log_url: str | N
     out = report.to_dict()
     if log_url:
         out["decision_log"] = log_url
+    if conn is not None and ledger_db is not None and book is not None:
+        out["ledger"] = _ledger_section(report, out, conn, tenant, ids, payouts or {})
+        out["ledger"]["batches"] = book.batches
+        conn.close()
+        ledger_db.close()
     return out
+
+
+def _ledger_section(report: Any, out: dict[str, Any], conn: Any, tenant: str, ids: list[str],
+                    payouts: dict[str, Any]) -> dict[str, Any]:
+    """Money figures replaced by SUMs over the ledger, plus each campaign's budget and the audit."""
+    from woolguard.campaigns import service as S
+    from woolguard.campaigns.ledger import audit
+    from woolguard.report import GENUINE, ledger_figures
+
+    money = ledger_figures(report, conn, tenant, ids)
+    paid, refused = money["paid_fen"], money["refused_fen"]
+    for name, a in out["archetypes"].items():
+        a["prize_paid"], a["prize_saved"] = paid.get(name, 0) / 100, refused.get(name, 0) / 100
+    out["genuine"]["prize_paid"] = paid.get(GENUINE, 0) / 100
+    out["genuine"]["prize_lost_to_friction"] = refused.get(GENUINE, 0) / 100
+    out["totals"]["prize_paid"] = sum(paid.values()) / 100
+    out["totals"]["prize_saved"] = sum(v for k, v in refused.items() if k != GENUINE) / 100
+    camps = []
+    for cid in ids:
+        st = S.campaign_state(conn, tenant, cid)
+        camps.append({"id": cid, "kind": st["kind"], "name": st["name"], "budget_fen": st["budget_fen"],
+                      "spent_fen": st["spent_fen"], "daily_cap_fen": st["rules"].get("daily_cap_fen"),
+                      "limits": st["rules"].get("limits", {})})
+    conn.commit()
+    found = audit(conn, tenant)
+    conn.commit()
+    return {"db": payouts.get("url"), "tenant": tenant, "money_source": "ledger", "campaigns": camps,
+            "overspent": found["overspent"], "paid_twice": found["paid_twice"]}
 
 
 def _write_outputs(report: dict[str, Any], json_path: Path | None, html_path: Path | None, title: str) -> None:
@@ -158,7 +237,14 @@ def demo(
     info = campaign_info(cfg)
     engine = _engine(policy, None, {info["campaign_id"]: info})
     url = None if no_log else (db or default_url())
-    report = _run(simulate(cfg), None, engine, url, "deciding")
+    with tempfile.TemporaryDirectory(prefix="woolguard-demo-") as tmp:
+        # the payouts go through real campaigns and their ledger: in the decision-log database, or a
+        # throw-away one with --no-log
+        ledger_url = url or f"sqlite:///{Path(tmp) / 'ledger.db'}"
+        report = _run(simulate(cfg), None, engine, url, "deciding",
+                      payouts={"url": ledger_url, "info": info, "scale": scale})
+    if url is None:
+        report["ledger"]["db"] = None
     report["campaign"] = info
     report["seed"] = seed
     _print_report(report)
@@ -217,10 +303,13 @@ def replay(
     except EventError as exc:
         _fail(str(exc))
     campaigns: dict[str, Any] = {}
+    sim_campaign = None
     if header:
         hc = header if "campaign_id" in header else header.get("campaign", header)
         if isinstance(hc, dict) and "campaign_id" in hc and "start_ms" in hc:
             campaigns[hc["campaign_id"]] = hc
+            if "end_ms" in hc and "prize_tiers" in hc:  # the simulator's campaign: pay through the ledger
+                sim_campaign = hc
     for item in campaign or []:
         cid, sep, start = item.partition("=")
         if not sep:
@@ -231,6 +320,8 @@ def replay(
             _fail(f"--campaign {item!r}: START must be epoch milliseconds or an ISO time with a zone")
         campaigns[cid] = {"campaign_id": cid, "start_ms": start_ms}
     engine = _engine(policy, ip_list, campaigns, campaign_policy)
+    if db:  # campaigns stored there decide their events with their own policy (--campaign-policy wins)
+        _stored_campaign_policies(engine, db, {item.partition("=")[0] for item in campaign_policy or []})
     url = (db or __import__("woolguard.storage", fromlist=["default_url"]).default_url()) if log else None
 
     def ordered() -> Iterator[Any]:
@@ -254,7 +345,14 @@ def replay(
             yield heapq.heappop(buffer)[2]
 
     try:
-        report = _run(ordered(), None, engine, url, f"replaying {path.name}")
+        with tempfile.TemporaryDirectory(prefix="woolguard-replay-") as tmp:
+            payouts = None
+            if sim_campaign is not None:
+                payouts = {"url": url or f"sqlite:///{Path(tmp) / 'ledger.db'}", "info": sim_campaign,
+                           "scale": float(sim_campaign.get("scale", 1.0))}
+            report = _run(ordered(), None, engine, url, f"replaying {path.name}", payouts=payouts)
+            if url is None and "ledger" in report:
+                report["ledger"]["db"] = None
     except EventError as exc:
         _fail(str(exc))
     report["source"] = str(path)
@@ -784,6 +882,15 @@ def campaign_pressure(tenant: Annotated[str | None, typer.Option("--tenant", hel
                       f"{r['money_targeted_fen'] / 100:,.2f}", f"{r['money_paid_fen'] / 100:,.2f}",
                       "-" if r["trend"] is None else f"{r['trend']:.2f}")
     console.print(table)
+
+
+@campaign_app.command("expire")
+def campaign_expire(tenant: CampaignTenant = "default", db: CampaignDb = None) -> None:
+    """Release the budget of coupons that expired unredeemed (a ``released`` ledger row each); run it from cron."""
+    from woolguard.campaigns import service
+
+    n = _campaign_call(db, service.expire_coupons, tenant)
+    console.print(f"released {n} expired coupon(s) for tenant {tenant}")
 
 
 @campaign_app.command("audit")

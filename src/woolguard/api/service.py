@@ -135,6 +135,7 @@ class TenantRuntime:
     lists_fp: tuple[Any, ...] | None = None
     loaded: bool = False  # False: the database could not be read when this runtime was made
     gang_run: int | None = None  # the gang run loaded into engine.gangs (see refresh_gangs)
+    campaign_policy_keys: dict[str, tuple[str, int]] | None = None  # campaigns' own policies loaded (issue 6)
     degraded_recent: OrderedDict[str, Decision] = field(default_factory=OrderedDict)
 
 
@@ -269,6 +270,7 @@ class DecisionService:
         """Active policy and lists from the database; on failure keep the defaults, retry on the next poll."""
         try:
             self._refresh_policy(rt, self._active_policies().get(rt.tenant))
+            self._refresh_campaign_policies(rt)
             self._refresh_lists(rt, force=True)
             rt.loaded = True
             self._db_ok()
@@ -305,6 +307,19 @@ class DecisionService:
         metrics.POLICY_RELOADS.inc()
         return True
 
+    def _refresh_campaign_policies(self, rt: TenantRuntime) -> bool:
+        """Campaigns' own policies (their rules' ``policy``): each campaign's events are decided with it."""
+        from woolguard.campaigns.policies import campaign_policy_keys, load_campaign_policies
+
+        with self.db.connect() as conn:
+            keys = campaign_policy_keys(conn, rt.tenant)
+            if keys == rt.campaign_policy_keys:
+                return False
+            load_campaign_policies(conn, rt.tenant, rt.engine, lambda e, body, key: self.build_policy(e, body, key),
+                                   keys)
+        rt.campaign_policy_keys = keys
+        return True
+
     @staticmethod
     def build_policy(engine: Engine, body: str, key: tuple[str, int] | None = None) -> Policy:
         policy = engine.load_policy_text(body, f"{key[0]}@{key[1]}" if key else "<upload>")
@@ -333,6 +348,7 @@ class DecisionService:
         rt = self.tenants.get(tenant)
         if rt is not None:
             self._refresh_policy(rt, self._active_policies().get(tenant))
+            self._refresh_campaign_policies(rt)
             self._refresh_lists(rt, force=True)
 
     def _poll_loop(self) -> None:
@@ -353,6 +369,7 @@ class DecisionService:
         for tenant, rt in list(self.tenants.items()):
             if self._refresh_policy(rt, active.get(tenant)):
                 log.info("tenant %s: policy %s now active", tenant, rt.engine.policy.ref)
+            self._refresh_campaign_policies(rt)
             self._refresh_lists(rt, fps.get(tenant), force=not rt.loaded)
             rt.loaded = True
         self.refresh_gangs()

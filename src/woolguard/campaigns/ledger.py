@@ -10,6 +10,8 @@ reversed   a refund or return reversing a redemption (negative amount)
 refused    a payout the decision (or a failed / expired challenge, or an analyst) refused: the amount it
            would have cost, i.e. money saved
 held       a payout waiting on a challenge or a review (informational; resolved by a paid or refused row)
+released   a coupon that expired unredeemed gives its face value back to the budget (negative amount; its
+           ``day`` is the claim's day, whose cap it frees)
 ========== ==================================================================================
 
 :func:`audit` recomputes, from the ledger alone, what the counters promised: no tier gave more than its
@@ -24,13 +26,13 @@ import csv
 from collections import Counter, defaultdict
 from typing import IO, Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, case, func, select
 
 from woolguard.campaigns.models import parse_rules
 from woolguard.storage.schema import campaign_versions, campaigns_t, ledger, prize_tiers
 
-#: Kinds that commit budget: a prize paid or a coupon issued.
-COMMIT_KINDS = ("paid", "issued")
+#: Kinds that commit budget: a prize paid or a coupon issued, net of coupons released at expiry.
+COMMIT_KINDS = ("paid", "issued", "released")
 LEDGER_FIELDS = ("id", "campaign_id", "entry", "kind", "amount_fen", "tier_id", "day", "ts", "account_id",
                  "device_id", "phone", "code", "coupon_id", "event_id", "decision_id", "outcome", "reason")
 
@@ -88,7 +90,9 @@ def audit(conn: Connection, tenant: str | None = None) -> dict[str, Any]:
             overspent += 1
             details.append(f"{t}/{cid}: spent_fen counter {camp.spent_fen} != ledger {total}")
     # tier counts
-    for t, cid, tier, n in conn.execute(select(ledger.c.tenant_id, ledger.c.campaign_id, ledger.c.tier_id, func.count())
+    net_one = case((ledger.c.kind == "released", -1), else_=1)
+    for t, cid, tier, n in conn.execute(select(ledger.c.tenant_id, ledger.c.campaign_id, ledger.c.tier_id,
+                                               func.sum(net_one))
                                         .where(*commit).group_by(ledger.c.tenant_id, ledger.c.campaign_id,
                                                                  ledger.c.tier_id)):
         cap = tiers.get((t, cid, tier))
@@ -99,8 +103,11 @@ def audit(conn: Connection, tenant: str | None = None) -> dict[str, Any]:
     per_day: dict[tuple[str, str, int], int] = defaultdict(int)
     per_entity: Counter[tuple[str, str, str, str, int]] = Counter()
     for r in conn.execute(select(ledger.c.tenant_id, ledger.c.campaign_id, ledger.c.day, ledger.c.amount_fen,
-                                 ledger.c.account_id, ledger.c.device_id, ledger.c.phone).where(*commit)):
+                                 ledger.c.kind, ledger.c.account_id, ledger.c.device_id, ledger.c.phone)
+                          .where(*commit)):
         per_day[(r.tenant_id, r.campaign_id, r.day)] += r.amount_fen
+        if r.kind == "released":  # limits count participations: an expired coupon gives none back
+            continue
         for entity, value in (("account", r.account_id), ("device", r.device_id), ("phone", r.phone)):
             if value is not None:
                 per_entity[(r.tenant_id, r.campaign_id, entity, value, r.day)] += 1
@@ -124,7 +131,8 @@ def audit(conn: Connection, tenant: str | None = None) -> dict[str, Any]:
                                .group_by(ledger.c.tenant_id, ledger.c.code).having(func.count() > 1)):
         paid_twice += n - 1
         details.append(f"code {key} paid {n} times")
-    for key, n in conn.execute(select(ledger.c.event_id, func.count()).where(*commit, ledger.c.event_id.is_not(None))
+    for key, n in conn.execute(select(ledger.c.event_id, func.count()).where(*lw, ledger.c.kind.in_(("paid", "issued")),
+                                                                        ledger.c.event_id.is_not(None))
                                .group_by(ledger.c.tenant_id, ledger.c.event_id).having(func.count() > 1)):
         paid_twice += n - 1
         details.append(f"event {key} paid {n} times")

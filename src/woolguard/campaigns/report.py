@@ -138,7 +138,7 @@ def savings(conn: Connection, tenant: str, campaign_id: str | None = None, since
                 agg["refused_genuine_est_fen"] += amount
         elif r.kind == "held":
             agg["held_fen"] += amount
-        elif r.kind == "issued":
+        elif r.kind in ("issued", "released"):  # net of coupons that expired unredeemed
             agg["issued_fen"] += amount
     for key, amount in unknown:
         agg = out[key]

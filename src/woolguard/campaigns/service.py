@@ -37,6 +37,7 @@ from sqlalchemy.exc import DBAPIError
 
 from woolguard.campaigns.codes import CodeSigner
 from woolguard.campaigns.models import PPM, PrizeTier, Rules, RulesError, parse_rules, rules_to_dict
+from woolguard.campaigns.policies import check_ref
 from woolguard.events import Decision, Event, Outcome
 from woolguard.storage.schema import (
     campaign_counters,
@@ -167,6 +168,7 @@ def create_campaign(conn: Connection, tenant: str, campaign_id: str, rules: Rule
         if c.execute(select(campaigns_t.c.id).where(campaigns_t.c.tenant_id == tenant,
                                                      campaigns_t.c.id == campaign_id)).first():
             raise CampaignError(f"campaign {campaign_id!r} already exists")
+        check_ref(c, tenant, rules.policy)
         c.execute(insert(campaigns_t).values(tenant_id=tenant, id=campaign_id, kind=rules.kind, name=rules.name,
                                              version=1, start_ms=rules.start_ms, end_ms=rules.end_ms,
                                              budget_fen=rules.budget_fen, spent_fen=0, paused=False))
@@ -194,6 +196,7 @@ def new_version(conn: Connection, tenant: str, campaign_id: str, rules: Rules | 
             raise CampaignError(f"no campaign {campaign_id!r}")
         if rules.kind != row["kind"]:
             raise RulesError(f"a {row['kind']} campaign cannot become a {rules.kind} campaign", "$.kind")
+        check_ref(c, tenant, rules.policy)
         if rules.budget_fen < row["spent_fen"]:
             raise RulesError(f"budget_fen {rules.budget_fen} is below what is already committed "
                              f"({row['spent_fen']})", "$.budget_fen")
@@ -684,7 +687,7 @@ def redeem(conn: Connection, tenant: str, coupon_id: str, order_id: str, order_a
                 return res
             res.message = "coupon already redeemed for another order"
             return res
-        if ts >= cp.expires_ms:
+        if ts >= cp.expires_ms or cp.status == "expired":
             res.message = "coupon expired"
             return res
         if order_amount_fen < cp.min_order_fen:
@@ -742,6 +745,56 @@ def refund(conn: Connection, tenant: str, coupon_id: str, order_id: str, ts: int
         return ActionResult("refunded", campaign_id=row.campaign_id, coupon_id=coupon_id, amount_fen=discount)
 
     return in_transaction(conn, tx)
+
+
+def expire_coupons(conn: Connection, tenant: str, ts: int | None = None, limit: int = 10_000) -> int:
+    """Release the budget of coupons that expired unredeemed: each such coupon becomes ``expired`` and a
+    ``released`` ledger row (negative face value) gives its face value back to the campaign's budget, its
+    day's cap and its tier (a tier no longer in the rules gives up the count instead). One transaction per
+    coupon; exact against concurrent redemptions (a coupon is released only if still ``issued`` and past its
+    expiry, by a conditional update). Per-account / device / phone limits are not given back: they count
+    participations. Returns how many coupons were released."""
+    ts = now_ms() if ts is None else ts
+    cc = coupons.c
+    ids = conn.execute(select(cc.id).where(cc.tenant_id == tenant, cc.status == "issued", cc.expires_ms <= ts)
+                       .order_by(cc.expires_ms, cc.id).limit(limit)).scalars().all()
+    released = 0
+    for coupon_id in ids:
+        released += in_transaction(conn, lambda c, cid=coupon_id: _expire_one(c, tenant, cid, ts))
+    return released
+
+
+def _expire_one(c: Connection, tenant: str, coupon_id: str, ts: int) -> int:
+    cc = coupons.c
+    row = c.execute(update(coupons).where(cc.tenant_id == tenant, cc.id == coupon_id, cc.status == "issued",
+                                          cc.expires_ms <= ts).values(status="expired")
+                    .returning(cc.campaign_id, cc.tier_id, cc.face_fen, cc.claimed_ts, cc.account_id, cc.event_id,
+                               cc.decision_id)).first()
+    if row is None:  # redeemed (or released) by a concurrent request
+        return 0
+    camp = get_campaign(c, tenant, row.campaign_id)
+    face = row.face_fen
+    claim_day = camp.rules.day(row.claimed_ts)
+    # the same lock order as a claim: tier, campaign, day
+    pt = prize_tiers.c
+    tier_where = (pt.tenant_id == tenant, pt.campaign_id == camp.id, pt.tier_id == row.tier_id)
+    if camp.rules.tier(row.tier_id) is not None:
+        c.execute(update(prize_tiers).where(*tier_where).values(remaining=pt.remaining + 1))
+    else:  # the tier was dropped by a new version: it gives no more, so its count shrinks instead
+        c.execute(update(prize_tiers).where(*tier_where).values(count=pt.count - 1))
+    if face:
+        ct = campaigns_t.c
+        c.execute(update(campaigns_t).where(ct.tenant_id == tenant, ct.id == camp.id, ct.spent_fen >= face)
+                  .values(spent_fen=ct.spent_fen - face))
+        k = campaign_counters.c
+        c.execute(update(campaign_counters).where(k.tenant_id == tenant, k.campaign_id == camp.id, k.scope == "budget",
+                                                  k.key == "", k.day == claim_day, k.used >= face)
+                  .values(used=k.used - face))
+    c.execute(insert(ledger).values(
+        tenant_id=tenant, campaign_id=camp.id, entry=f"expire:{coupon_id}", kind="released", amount_fen=-face,
+        tier_id=row.tier_id, day=claim_day, ts=ts, account_id=row.account_id, coupon_id=coupon_id,
+        event_id=row.event_id, decision_id=row.decision_id, reason="coupon expired unredeemed"))
+    return 1
 
 
 class _Again(Exception):

@@ -69,6 +69,8 @@ def campaign_info(cfg: SimConfig) -> dict:
         "prize_tiers": [{"value": v, "p": p} for v, p in PRIZE_TIERS],
         "claims_per_day": cfg.claims_per_day,
         "timezone": "Asia/Shanghai",
+        #: The population scale: the payout campaigns' budgets and counts follow it (sim.payouts).
+        "scale": cfg.scale,
     }
 
 

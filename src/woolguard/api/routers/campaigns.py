@@ -92,6 +92,14 @@ class PausedIn(BaseModel):
     paused: bool
 
 
+def _reload_policies(request: Request, tenant: str) -> None:
+    """A campaign's own policy applies in this worker at once (other workers: at their next poll)."""
+    try:
+        request.app.state.service.reload_tenant(tenant)
+    except Exception:  # the poller will pick it up
+        pass
+
+
 def _state(request: Request, tenant: str, cid: str) -> dict[str, Any]:
     return _call(request, svc.campaign_state, tenant, cid)
 
@@ -99,6 +107,7 @@ def _state(request: Request, tenant: str, cid: str) -> dict[str, Any]:
 @router.post("/v1/campaigns", status_code=201, responses=ERRS, summary="Create a campaign (version 1)")
 def create_campaign(body: CampaignIn, request: Request, tenant: str = Depends(tenant_of)) -> dict[str, Any]:
     _call(request, svc.create_campaign, tenant, body.id, body.rules, body.note)
+    _reload_policies(request, tenant)
     return _state(request, tenant, body.id)
 
 
@@ -119,6 +128,7 @@ def get_campaign(campaign_id: str, request: Request, tenant: str = Depends(tenan
 def post_version(campaign_id: str, body: VersionIn, request: Request,
                  tenant: str = Depends(tenant_of)) -> dict[str, Any]:
     _call(request, svc.new_version, tenant, campaign_id, body.rules, body.note)
+    _reload_policies(request, tenant)
     return _state(request, tenant, campaign_id)
 
 
