@@ -29,6 +29,30 @@ def test_burst_needs_lift_over_the_values_own_rate():
     assert mask.sum() == 10 and np.all(code >> 32 == 0)
 
 
+def test_burst_rate_leaves_the_cell_under_test_out():
+    # a number segment used by 8 accounts in the busy opening bucket (13.4 % of all cells) and by 7
+    # accounts later: counting the burst in the value's own rate predicts 2.0 and the lift stays under 4;
+    # measured outside the bucket the rate predicts 1.2 and the 8 accounts burst
+    acc, val, ts = [], [], []
+    for a in range(8):
+        acc.append(a), val.append(0), ts.append(10)
+    for a in range(7):
+        acc.append(10 + a), val.append(0), ts.append(300 * (3 + 5 * a) + 10)
+    filler = 0
+    for _ in range(126):  # the rest of the opening bucket: other values
+        acc.append(1000 + filler), val.append(1000 + filler), ts.append(20)
+        filler += 1
+    for a in range(859):  # the rest of the campaign
+        acc.append(1000 + filler), val.append(1000 + filler), ts.append(300 * (1 + a % 50) + 30)
+        filler += 1
+    a, _c, _t, _m = burst_links(np.array(acc), np.array(val), np.array(ts))
+    assert set(a.tolist()) == set(range(8))
+    # a value as popular outside the bucket as inside does not burst
+    a, _c, _t, _m = burst_links(np.array(acc + list(range(2000, 2040))), np.array(val + [0] * 40),
+                                np.array(ts + [300 * (1 + i) + 40 for i in range(40)]))
+    assert a.size == 0
+
+
 def test_invite_hub_and_lockstep_rack_found_families_not():
     buf = LinkBuffer()
     n = 0

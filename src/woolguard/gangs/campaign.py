@@ -33,7 +33,8 @@ from scipy.sparse.csgraph import connected_components
 from woolguard.gangs.communities import detect_communities
 from woolguard.gangs.cotiming import cotiming_groups
 from woolguard.gangs.graph import AttributeGraph, build_graph
-from woolguard.gangs.links import ALL_TYPES, LINK_BUCKETS, LINK_WEIGHTS, LinkBuffer
+from woolguard.gangs.grow import grow_gangs
+from woolguard.gangs.links import ALL_TYPES, LINK_BUCKETS, LINK_WEIGHTS, TYPES, LinkBuffer
 from woolguard.gangs.table import Gang, account_gang_features, gang_from_rows
 
 
@@ -96,11 +97,12 @@ def campaign_graph(buf: LinkBuffer, since_s: int | None = None,
     return graph
 
 
-def detect_buffer(buf: LinkBuffer, since_s: int | None = None, cotiming: bool = True,
+def detect_buffer(buf: LinkBuffer, since_s: int | None = None, cotiming: bool = True, grow: bool = True,
                   **kwargs) -> CampaignGangs:
     """Gangs among the links of ``buf`` since ``since_s`` (the online sweep and ``woolguard gangs run``):
     the three graph detectors of :func:`detect_on_graph` plus co-timing groups
-    (:func:`woolguard.gangs.cotiming.cotiming_groups`; ``cotiming=False`` leaves them out)."""
+    (:func:`woolguard.gangs.cotiming.cotiming_groups`; ``cotiming=False`` leaves them out), then identity
+    gangs grown by their members' evidence (:func:`grow_found`; ``grow=False`` leaves that out)."""
     if len(buf) == 0:
         return CampaignGangs([], np.array([], dtype=object), np.zeros(0), np.zeros(0, dtype=np.int64))
     graph = campaign_graph(buf, since_s, kwargs.pop("type_weights", None))
@@ -117,8 +119,57 @@ def detect_buffer(buf: LinkBuffer, since_s: int | None = None, cotiming: bool = 
         for grp in cotiming_groups(acc, ts, seed=kwargs.get("seed", 0)):
             groups.append(np.fromiter((index[names[a]] for a in grp.accounts.tolist()), dtype=np.int64))
             scores.append(grp.score)
-    return detect_on_graph(graph, extra_groups=[("cotiming", r, s) for r, s in zip(groups, scores, strict=True)],
-                           **kwargs)
+    found = detect_on_graph(graph, extra_groups=[("cotiming", r, s) for r, s in zip(groups, scores, strict=True)],
+                            **kwargs)
+    return grow_found(found, buf, since_s) if grow else found
+
+
+#: How much sharing one value of a type says in :func:`grow_found`: values that describe the account (its
+#: number and number segment, device id, address, payment account, GPS point) count fully; values that
+#: describe its surroundings at the moment (a phone model many people own, an IP or /24 it shares with
+#: its neighbours, a code, an invitation) count half, so they add to other evidence but never suffice alone.
+GROW_WEIGHTS: dict[str, float] = {"device_id": 1.0, "phone_hash": 1.0, "phone_block": 1.0, "phone_prefix": 1.0,
+                                  "address": 1.0, "payment": 1.0, "geo": 1.0, "device_fp": 0.5, "ip": 0.5,
+                                  "ip24": 0.5, "code": 0.5, "inviter": 0.5}
+#: Detectors whose gangs grow (identity rings); invitation hubs and co-timing crowds share nothing by design.
+GROWING = ("community", "lockstep")
+
+
+def grow_found(found: CampaignGangs, buf: LinkBuffer, since_s: int | None = None, **grow_kw) -> CampaignGangs:
+    """Attach unplaced accounts to identity gangs on their combined evidence against the gang's members
+    (:func:`woolguard.gangs.grow.grow_gangs`) over every raw link of ``buf`` since ``since_s``."""
+    graph = found.graph
+    if graph is None or not found.gangs:
+        return found
+    index = {a: i for i, a in enumerate(graph.accounts.tolist())}
+    owner = np.full(graph.n_accounts, -1, dtype=np.int64)
+    for gi in range(len(found.gangs) - 1, -1, -1):  # strongest last: it wins
+        g = found.gangs[gi]
+        if g.detector in GROWING:
+            owner[[index[m] for m in g.members]] = gi
+    acc = np.asarray(buf.account, dtype=np.int64)
+    typ = np.asarray(buf.attr_type, dtype=np.int64)
+    val = np.asarray(buf.attr_value, dtype=np.int64)
+    ts = np.asarray(buf.ts, dtype=np.int64)
+    if since_s is not None:
+        k = int(np.searchsorted(ts, since_s))
+        acc, typ, val, ts = acc[k:], typ[k:], val[k:], ts[k:]
+    keep = typ != TYPES.index("self")  # the placeholder of an account without links
+    row_of = np.fromiter((index.get(a, -1) for a in buf.account_names), dtype=np.int64, count=len(buf.account_names))
+    rows = row_of[acc[keep]]
+    ok = rows >= 0
+    w_of = np.asarray([GROW_WEIGHTS.get(t, 0.0) for t in TYPES])
+    grown = grow_gangs(rows[ok], val[keep][ok], ts[keep][ok], owner, w_of[typ[keep][ok]], **grow_kw)
+    added = np.nonzero((grown >= 0) & (owner < 0))[0]
+    if added.size == 0:
+        return found
+    gangs = list(found.gangs)
+    for gi in np.unique(grown[added]).tolist():
+        g = gangs[gi]
+        new_rows = np.r_[np.fromiter((index[m] for m in g.members), dtype=np.int64), added[grown[added] == gi]]
+        gangs[gi] = gang_from_rows(graph, g.gang_id, g.detector, new_rows, g.score)
+    gscore, gsize = account_gang_features(gangs, graph.accounts)
+    return CampaignGangs(gangs, found.accounts, gscore, gsize, graph, meta={**found.meta, "grown": int(added.size)})
 
 
 def detect_campaign_gangs(
