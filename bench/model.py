@@ -4,7 +4,9 @@
 
 sim       SimConfig(seed=7, scale): train on days 1-2 (payout events), test on day 3. ``auroc``: the model alone on
           day 3; ``caught_pct`` / ``genuine_rejected_pct``: the engine with the shipped policy plus the model's rules
-          (thresholds chosen on the validation slice of day 2) on day 3, with the simulator's challenge model.
+          (thresholds chosen on the validation slice of day 2) on day 3, with the simulator's challenge model. Both
+          replays re-run gang detection as the service schedules it (hourly over the last 3 days of what was seen
+          so far), so gang features and gang rules only know gangs found from earlier events.
 sffsd     ``woolguard import`` of ../shared/data/s-ffsd/S-FFSD.csv (or $WOOLGUARD_DATA_DIR/s-ffsd/S-FFSD.csv) with a
           column mapping only, then training on the import: the published random stratified split (40% test,
           seed 42) and a 70/30 time split, with label feedback (``model/feedback.py``, label delay: the import's

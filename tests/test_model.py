@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 
 from woolguard.engine import Engine
-from woolguard.events import PAYOUT_KINDS
+from woolguard.events import PAYOUT_KINDS, Account, Event, EventKind
 from woolguard.model import metrics
 from woolguard.model.features import FeatureSpec, replay_events, spec_for_engine
 from woolguard.model.pipeline import TIME_ONLY, policy_with_model, sim_engine
 from woolguard.model.registry import Registry, RegistryError
 from woolguard.model.scorer import Calibration, LightGBMScorer, ShadowScorer
 from woolguard.model.train import random_split, time_split, train
+from woolguard.report import GangSweep
 from woolguard.sim import SimConfig, simulate
 
 CFG = SimConfig(seed=3, scale=0.03, days=2)
@@ -50,6 +51,54 @@ def test_training_features_equal_online_features(table):
         f = rows[eid]
         for n in names:
             assert tab.columns[n][i] == f[n], (eid, n)
+
+
+def test_training_features_equal_online_features_with_gang_sweep():
+    """With the production-style gang sweep on (detection re-run on what was seen so far), the training rows'
+    gang features and windows over known gang members equal what an engine deciding one event at a time, with
+    the same sweep beside it, computed."""
+    cfg = SimConfig(seed=3, scale=0.03, days=2)
+    tab = replay_events(simulate(cfg), sim_engine(cfg), sweep=GangSweep(interval_s=1800, window_s=86_400))
+    online = sim_engine(cfg)
+    sweep = GangSweep(interval_s=1800, window_s=86_400)
+    rows = {}
+    for ev in simulate(cfg):
+        sweep.before(online, ev.ts // 1000)
+        norm = online.normalise(ev)
+        d = online.decide(norm)
+        sweep.after(norm, False)
+        if ev.kind in PAYOUT_KINDS:
+            rows[ev.event_id] = d.features
+    assert sweep.sweeps > 10 and len(rows) == len(tab)
+    for i, eid in enumerate(tab.event_id):
+        f = rows[eid]
+        for n in online.feature_names:
+            assert tab.columns[n][i] == f[n], (eid, n)
+    gang = np.asarray(tab.columns["gang_score"])
+    active = np.asarray(tab.columns["camp_gang_accounts_10m"])
+    assert (gang > 0).any() and (active > 0).any()
+    assert np.all(active <= np.asarray(tab.columns["camp_accounts_10m"]))
+
+
+def test_known_gang_members_active_window():
+    """``camp_gang_accounts_10m`` counts accounts of the gang table in force (score >= 60) seen in the campaign in
+    the last 10 minutes; every event reads it, only members' events add to it."""
+    engine = Engine(gangs={"g1": (80, 6), "g2": (90, 6), "weak": (40, 6)})
+    t0 = 1_800_000_000_000
+
+    def decide(acct: str, dt_s: int) -> dict:
+        ev = Event(event_id=f"{acct}-{dt_s}", kind=EventKind.CLAIM, ts=t0 + dt_s * 1000, campaign_id="c",
+                   account=Account(id=acct))
+        return engine.decide(ev).features
+
+    assert decide("x", 0)["camp_gang_accounts_10m"] == 0
+    assert decide("g1", 10)["camp_gang_accounts_10m"] == 1
+    assert decide("weak", 20)["camp_gang_accounts_10m"] == 1
+    assert decide("g2", 30)["camp_gang_accounts_10m"] == 2
+    f = decide("y", 40)
+    assert (f["camp_gang_accounts_10m"], f["camp_accounts_10m"]) == (2, 5)
+    assert decide("z", 615)["camp_gang_accounts_10m"] == 1  # g1's entry expired after 10 minutes
+    assert decide("z", 700)["camp_gang_accounts_10m"] == 0
 
 
 def test_scorer_equals_lightgbm_predict(trained, table):

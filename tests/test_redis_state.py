@@ -167,7 +167,8 @@ def test_windows_sharing_one_zset():
     assert shared_with(SHARING) == [1, None, 3, None, 6, 6, None, None, 9, None]
     names = [w.name for w in DEFAULT_WINDOWS]
     pairs = {(names[i], names[j]) for i, j in enumerate(shared_with(DEFAULT_WINDOWS)) if j is not None}
-    assert pairs == {("dev_payouts_10m", "dev_payouts_1d"), ("dev_accounts_1d", "dev_accounts_7d")}
+    assert pairs == {("dev_payouts_10m", "dev_payouts_1d"), ("dev_accounts_1d", "dev_accounts_7d"),
+                     ("camp_accounts_1m", "camp_accounts_10m")}
 
 
 @pytest.mark.parametrize("seed", [4, 5, 6])

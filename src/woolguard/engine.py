@@ -67,6 +67,10 @@ STATIC_FEATURES: dict[str, Any] = {
 }
 
 
+#: ``gang_score`` from which an account counts as a known gang member in ``camp_gang_accounts_10m``.
+GANG_ACTIVE_SCORE = 60
+
+
 def default_policy_text() -> str:
     return resources.files("woolguard.policies").joinpath("default.yaml").read_text("utf-8")
 
@@ -139,6 +143,21 @@ class Engine:
             return msgspec.structs.replace(event, phone_hash="k:" + self.phones.keyed("h:" + event.phone_hash))
         return event
 
+    def entities(self, ev: Event) -> tuple[dict[str, str | None], Any]:
+        """The state keys of a normalised event (:func:`entities_of` plus the engine's facts) and its IP facts.
+
+        ``ip24`` comes from the IP book; ``gang_account`` is the account when the gang table in force
+        (:attr:`gangs`) holds it with ``gang_score >= GANG_ACTIVE_SCORE``, so that windows can count the
+        known gang members active right now (``camp_gang_accounts_10m``) while every event reads them."""
+        ents = entities_of(ev)
+        ipf = self.ips.facts(ev.ip) if ev.ip else None
+        if ipf is not None and ipf.prefix is not None:
+            ents["ip24"] = ipf.prefix
+        gang = self.gangs.get(ev.account.id) if self.gangs else None
+        if gang is not None and gang[0] >= GANG_ACTIVE_SCORE:
+            ents["gang_account"] = ev.account.id
+        return ents, ipf
+
     def recall(self, event_id: str) -> Decision | None:
         """The decision this engine already gave for ``event_id`` (within its memory), if any."""
         return self._recent.get(event_id)
@@ -148,10 +167,7 @@ class Engine:
         if prior is not None:  # a retried event: same answer, counted once
             return prior
         ev = self.normalise(event)
-        ents = entities_of(ev)
-        ipf = self.ips.facts(ev.ip) if ev.ip else None
-        if ipf is not None and ipf.prefix is not None:
-            ents["ip24"] = ipf.prefix
+        ents, ipf = self.entities(ev)
         values = self.state.observe(ev.ts, ev.kind, ents)
         feats = dict(zip(self.window_names, values, strict=True))
         self._static(ev, ipf, feats)
@@ -291,7 +307,8 @@ def decision_id(event_id: str, tenant: str = "default") -> str:
 
 
 def entities_of(ev: Event) -> dict[str, str | None]:
-    """The entities an event is keyed by (``ip24`` is filled in by the engine from the IP facts)."""
+    """The entities an event is keyed by (``ip24`` and ``gang_account`` are filled in by
+    :meth:`Engine.entities` from the IP facts and the gang table)."""
     d = ev.device
     g = ev.geo
     return {
@@ -306,6 +323,7 @@ def entities_of(ev: Event) -> dict[str, str | None]:
         "code": ev.code_id,
         "store": ev.store_id,
         "inviter": ev.inviter,
+        "gang_account": None,
         "address": ev.address_hash,
         "payment": ev.payment_hash,
         "geo": f"{g.lat:.4f},{g.lon:.4f}" if g is not None and g.lat is not None and g.lon is not None else None,

@@ -431,10 +431,7 @@ class DecisionService:
         state = engine.state
         # The entities exactly as Engine.decide computes them, so that its observe() finds the values primed.
         ev = engine.normalise(event)
-        ents = entities_of(ev)
-        ipf = engine.ips.facts(ev.ip) if ev.ip else None
-        if ipf is not None and ipf.prefix is not None:
-            ents["ip24"] = ipf.prefix
+        ents, _ipf = engine.entities(ev)
         key = self.idem_key(tenant, eid)
         cmd, present = state.command(ev.ts, ev.kind, ents, key, self.settings.idempotency_ttl_s * 1000)
         try:

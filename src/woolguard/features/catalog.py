@@ -31,7 +31,7 @@ class WindowOp(enum.StrEnum):
 #: Entities an event can be keyed by; see :func:`woolguard.engine.entities_of`.
 ENTITIES = (
     "account", "device", "ip", "ip24", "phone", "phone_block", "fingerprint", "campaign",
-    "code", "store", "inviter", "address", "payment", "geo",
+    "code", "store", "inviter", "address", "payment", "geo", "gang_account",
 )
 
 MINUTE = 60
@@ -109,6 +109,11 @@ DEFAULT_WINDOWS: tuple[Window, ...] = (
        description="accounts whose device reports the same model, OS version and app version, in a minute"),
     _w("camp_accounts_1m", D, "campaign", MINUTE, "account",
        description="accounts active in the campaign in a minute (the denominator of concentration rules)"),
+    _w("camp_accounts_10m", D, "campaign", 10 * MINUTE, "account",
+       description="accounts active in the campaign in 10 minutes"),
+    _w("camp_gang_accounts_10m", D, "campaign", 10 * MINUTE, "gang_account",
+       description="known gang members (gang_score >= 60 in the gang table in force) active in the campaign in "
+                   "10 minutes: a crowd answering its leader's instruction arrives together"),
     _w("geo_accounts_1h", D, "geo", HOUR, "account",
        description="accounts reporting the same GPS point (4 decimals, about 10 m), in an hour"),
     # campaign-scoped

@@ -160,13 +160,14 @@ def payout_only(event: Event) -> bool:
 
 
 def replay_events(events: Iterable[Event], engine: Any, *, label_of: Callable[[Event], int] = truth_label,
-                  keep: Callable[[Event], bool] = payout_only, sweep: bool = True,
+                  keep: Callable[[Event], bool] = payout_only, sweep: Any = True,
                   on_decision: Callable[[Event, Decision], None] | None = None) -> FeatureTable:
     """Decide ``events`` (time order) with ``engine`` exactly as online and return the kept rows' features.
 
-    ``sweep`` runs the online gang sweep between events, as ``woolguard demo`` does, so ``gang_score`` is what
-    the engine had at the time. The returned columns are ``engine.feature_names`` (including ``model_score``,
-    which :class:`FeatureSpec` leaves out).
+    ``sweep`` runs the online gang sweep between events, as ``woolguard demo`` does (``True``: the demo's
+    :class:`~woolguard.report.GangSweep`; or the one given; ``False``: none), so ``gang_score`` and the windows
+    over known gang members are what the engine had at the time. The returned columns are
+    ``engine.feature_names`` (including ``model_score``, which :class:`FeatureSpec` leaves out).
     """
     from woolguard.report import Report, decide_stream
     from woolguard.sim import challenge_passed

@@ -42,6 +42,10 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "deterministic": True,
     "force_col_wise": True,
 }
+#: Features whose rise can only raise the risk (LightGBM monotone constraints): more evidence of a gang never makes
+#: an event look safer. Without it the trees, which see few detected members in the first days, let an account's
+#: age or tier outweigh its gang membership. Features absent from a spec are ignored.
+MONOTONE_INCREASING = ("gang_score", "camp_gang_accounts_10m")
 MAX_ROUNDS = 800
 EARLY_STOP = 50
 #: Validation false-positive rates at which the four risk levels start (level 1 .. level 4).
@@ -150,6 +154,8 @@ def train(x: np.ndarray, y: np.ndarray, ts: np.ndarray, spec: FeatureSpec, split
     ytr = y[split.train]
     pos = max(1, int(ytr.sum()))
     p.setdefault("scale_pos_weight", min(20.0, (ytr.size - pos) / pos))
+    if "monotone_constraints" not in p and any(n in spec.names for n in MONOTONE_INCREASING):
+        p["monotone_constraints"] = [1 if n in MONOTONE_INCREASING else 0 for n in spec.names]
     cats = [spec.names.index(n) for n in spec.categorical]
     dtrain = lgb.Dataset(x[split.train], ytr, feature_name=spec.names, categorical_feature=cats,
                          free_raw_data=True)
