@@ -234,7 +234,8 @@ def run_load(port: int, key: str, conc: int, seconds: float, rate: float | None 
 
 def _proc_cpu(servers: dict[str, int]) -> dict[str, int]:
     """CPU ticks (user + system) of every process on the machine, by group: the uvicorn servers (by
-    process group id), ``redis-server``, ``postgres``, kernel threads (no command line) and the rest."""
+    process group id), ``redis-server``, ``postgres``, kernel threads (no command line) and the rest; and
+    ``<group>_sys``, the system-time part of each group but the rest."""
     by_pgid = {pgid: name for name, pgid in servers.items()}
     out: dict[str, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -257,6 +258,8 @@ def _proc_cpu(servers: dict[str, int]) -> dict[str, int]:
         else:
             group = "other"
         out[group] = out.get(group, 0) + int(rest[11]) + int(rest[12])
+        if group != "other":  # the kernel's share (system time: sockets, epoll, futexes) of each part we run
+            out[group + "_sys"] = out.get(group + "_sys", 0) + int(rest[12])
     return out
 
 
