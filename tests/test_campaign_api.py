@@ -136,3 +136,26 @@ def test_a_campaigns_own_policy_decides_its_events(client: TestClient) -> None:
     # a new version without the policy: the campaign falls back to the tenant's policy at once
     assert client.post("/v1/campaigns/c/versions", json={"rules": RULES}).status_code == 201
     assert scan(client, "p3", codes["c"][1], account="u3")["decision"]["outcome"] == "pass"
+
+
+def test_the_service_releases_expired_coupons_on_its_own(tmp_path: Path) -> None:
+    s = Settings(database_url=f"sqlite:///{tmp_path}/wg.db", spill_dir=str(tmp_path / "spill"), coupon_expiry_s=3600)
+    app = create_app(s)
+    with TestClient(app) as c:
+        c.headers.update(tenant_with_key(app.state.service.db, "acme"))
+        c.post("/v1/campaigns", json={"id": "cp", "rules": {
+            **RULES, "kind": "coupon", "tiers": [{"id": "c5", "amount_fen": 500, "count": 3}]}})
+        body = {"event_id": "x1", "kind": "claim", "ts": NOW, "account": {"id": "u9", "tier": 2}, "campaign_id": "cp",
+                "device": {"id": "d9", "model": "Mi 11", "os": "android"}, "ip": "114.114.1.9"}
+        won = c.post("/v1/claims", json=body).json()
+        assert won["result"]["status"] == "won", won
+        service = app.state.service
+        assert service.expire_coupons(now_ms=NOW + 1_000) == 0  # not due: the poller ran it when it started
+        assert service.expire_coupons(now_ms=NOW + 1_000, force=True) == 0  # not expired yet
+        assert service.expire_coupons(now_ms=NOW + 31 * DAY, force=True) == 1  # valid 30 days by default
+        assert service.expire_coupons(now_ms=NOW + 31 * DAY, force=True) == 0  # released once
+        coupon = won["result"]["coupon_id"]
+        red = c.post(f"/v1/coupons/{coupon}/redeem", json={"order_id": "o1", "order_amount_fen": 900})
+        assert red.status_code != 200 or red.json().get("amount_fen", 0) == 0, red.text
+        ledger = c.get("/v1/campaigns/cp/ledger").text
+        assert "released" in ledger and "-500" in ledger, ledger

@@ -374,7 +374,27 @@ class DecisionService:
             rt.loaded = True
         self.refresh_gangs()
         refresh_models(self)  # model activations in the registry (model/serving.py)
+        self.expire_coupons()
         self._db_ok()
+
+    def expire_coupons(self, now_ms: int | None = None, force: bool = False) -> int:
+        """Every ``coupon_expiry_s``: release the budget of this worker's tenants' coupons that expired
+        unredeemed (``campaigns.service.expire_coupons``: one transaction per coupon, exact against concurrent
+        redemptions and other workers doing the same). Returns how many were released."""
+        every = self.settings.coupon_expiry_s
+        if not force and (every <= 0 or time.monotonic() < getattr(self, "_expiry_due", 0.0)):
+            return 0
+        self._expiry_due = time.monotonic() + every
+        from woolguard.campaigns.service import expire_coupons
+
+        released = 0
+        for tenant in list(self.tenants):
+            with self.db.connect() as conn:
+                n = expire_coupons(conn, tenant, now_ms)
+            if n:
+                log.info("tenant %s: released the budget of %d expired coupon(s)", tenant, n)
+            released += n
+        return released
 
     def refresh_gangs(self, tenant: str | None = None) -> None:
         """Load each tenant's newest gang run into its engine (``gang_score`` / ``gang_size`` per account)

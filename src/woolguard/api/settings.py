@@ -49,6 +49,9 @@ class Settings:
     #: served tenant's last ``gang_window_s`` seconds of decision log become a new gang run.
     gang_interval_s: float = 0.0
     gang_window_s: float = 3 * 86_400
+    #: How often each worker releases the budget of coupons that expired unredeemed (seconds; 0 = never:
+    #: then run ``woolguard campaign expire`` from cron). Workers may overlap: each coupon is released once.
+    coupon_expiry_s: float = 60.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -70,4 +73,5 @@ class Settings:
             log_batch=_env_int("WOOLGUARD_LOG_BATCH", 500),
             gang_interval_s=_env_float("WOOLGUARD_GANG_INTERVAL_S", 0.0),
             gang_window_s=_env_float("WOOLGUARD_GANG_WINDOW_S", 3 * 86_400),
+            coupon_expiry_s=_env_float("WOOLGUARD_COUPON_EXPIRY_S", 60.0),
         )
