@@ -66,7 +66,7 @@ def test_training_features_equal_online_features_with_gang_sweep():
         sweep.before(online, ev.ts // 1000)
         norm = online.normalise(ev)
         d = online.decide(norm)
-        sweep.after(norm, False)
+        sweep.after(norm)
         if ev.kind in PAYOUT_KINDS:
             rows[ev.event_id] = d.features
     assert sweep.sweeps > 10 and len(rows) == len(tab)
