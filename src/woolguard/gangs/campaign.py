@@ -147,13 +147,7 @@ def grow_found(found: CampaignGangs, buf: LinkBuffer, since_s: int | None = None
         g = found.gangs[gi]
         if g.detector in GROWING:
             owner[[index[m] for m in g.members]] = gi
-    acc = np.asarray(buf.account, dtype=np.int64)
-    typ = np.asarray(buf.attr_type, dtype=np.int64)
-    val = np.asarray(buf.attr_value, dtype=np.int64)
-    ts = np.asarray(buf.ts, dtype=np.int64)
-    if since_s is not None:
-        k = int(np.searchsorted(ts, since_s))
-        acc, typ, val, ts = acc[k:], typ[k:], val[k:], ts[k:]
+    acc, typ, val, ts, _amount, _burst = buf.raw(since_s)
     keep = typ != TYPES.index("self")  # the placeholder of an account without links
     row_of = np.fromiter((index.get(a, -1) for a in buf.account_names), dtype=np.int64, count=len(buf.account_names))
     rows = row_of[acc[keep]]

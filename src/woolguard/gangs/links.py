@@ -170,22 +170,20 @@ class LinkBuffer:
     def __len__(self) -> int:
         return len(self.account)
 
+    def raw(self, since_s: int | None = None) -> tuple[np.ndarray, ...]:
+        """The buffered links as they were added, from ``since_s`` on: ``account, attr_type, attr_value, ts,
+        amount, burst`` arrays (``burst``: the link may take part in lockstep bursts)."""
+        k = int(np.searchsorted(np.asarray(self.ts, dtype=np.int64), since_s)) if since_s is not None else 0
+        return (np.asarray(self.account[k:], dtype=np.int64), np.asarray(self.attr_type[k:], dtype=np.int64),
+                np.asarray(self.attr_value[k:], dtype=np.int64), np.asarray(self.ts[k:], dtype=np.int64),
+                np.asarray(self.amount[k:], dtype=np.float64), np.asarray(self.burst[k:], dtype=bool))
+
     def columns(self, since_s: int | None = None, scales: tuple[int, ...] = BURST_SCALES,
                 **burst_kw: Any) -> tuple[np.ndarray, ...]:
         """Integer ``account, attr_type, attr_value, ts, amount`` arrays (type codes index
         :data:`ALL_TYPES`): identity and invitation links plus the lockstep bursts at each time scale
         of ``scales`` (a burst value code is ``value << 32 | scale index << 28 | bucket``)."""
-        acc = np.asarray(self.account, dtype=np.int64)
-        typ = np.asarray(self.attr_type, dtype=np.int64)
-        val = np.asarray(self.attr_value, dtype=np.int64)
-        ts = np.asarray(self.ts, dtype=np.int64)
-        amt = np.asarray(self.amount, dtype=np.float64)
-        if since_s is not None:
-            k = int(np.searchsorted(ts, since_s))
-            acc, typ, val, ts, amt = acc[k:], typ[k:], val[k:], ts[k:], amt[k:]
-            isb = np.asarray(self.burst[k:], dtype=bool)
-        else:
-            isb = np.asarray(self.burst, dtype=bool)
+        acc, typ, val, ts, amt, isb = self.raw(since_s)
         code_of = np.full(len(TYPES), -1, dtype=np.int64)
         for t, c in BURST_CODE.items():
             code_of[_TYPE_CODE[t]] = c
