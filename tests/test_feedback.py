@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from woolguard.model.feedback import SMOOTHING, label_feedback
-from woolguard.model.train import time_split
+from woolguard.model.feedback import SMOOTHING, feedback_names, is_fraud_evidence, label_feedback
+from woolguard.model.train import monotone_increasing, time_split
 
 
 def _brute(ts, label, visible, key, delay):
@@ -109,3 +109,14 @@ def test_large_category_becomes_a_feedback_key(tmp_path):
     assert list(f.keys) == ["account", "c_shop"]
     since = f.x[:, f.spec.names.index("account_since_last")]
     assert np.isnan(since[0]) and since[13] == 13.0  # u0 again after 13 orders
+
+
+def test_fraud_evidence_is_monotone():
+    """Known fraud counts and rates (plain and decayed) constrain the model to rise with them; counts of labelled
+    events do not (many clean labels are evidence too)."""
+    names = feedback_names(["account", "c_Target"], [1000, 10000], ["1kn", "10kn"])
+    up = [n for n in names if monotone_increasing(n)]
+    assert up == [n for n in names if is_fraud_evidence(n)]
+    assert up == ["account_lab_pos", "account_lab_rate", "account_lab_rate_1kn", "account_lab_rate_10kn",
+                  "c_Target_lab_pos", "c_Target_lab_rate", "c_Target_lab_rate_1kn", "c_Target_lab_rate_10kn"]
+    assert monotone_increasing("gang_score") and not monotone_increasing("account_n_1kn")

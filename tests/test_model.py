@@ -194,5 +194,9 @@ def test_spec_vector_and_matrix_agree():
     m = spec.matrix(cols)
     v = spec.vector_into({"a": 1, "kind": "claim", "b": True}, np.zeros(3))
     assert np.array_equal(m[0], v) and math.isnan(m[1, 1])
+    fill = spec.filler()  # the scorer's planned form: missing, None and unknown categories are NaN
+    w = fill({"kind": "odd", "b": None}, np.zeros(3))
+    assert all(math.isnan(c) for c in w)
+    assert np.array_equal(fill({"a": 2.5, "kind": 3, "b": False}, np.zeros(3)), [2.5, np.nan, 0.0], equal_nan=True)
     assert Calibration(1, 0)(0.0) == 0.5
     assert Engine().feature_names  # the engine exposes its feature names for the spec

@@ -25,6 +25,12 @@ SMOOTHING = 5.0
 STATS = ("lab_n", "lab_pos", "lab_rate")
 
 
+def is_fraud_evidence(name: str) -> bool:
+    """A feedback feature that counts or rates known fraud (``*_lab_pos``, ``*_lab_rate``, ``*_lab_rate_<half-life>``):
+    training constrains the model to be monotone increasing in it (``train.monotone_increasing``)."""
+    return name.endswith("_lab_pos") or name.endswith("_lab_rate") or "_lab_rate_" in name
+
+
 def feedback_names(keys: Sequence[str], half_lives: Sequence[int], suffix: Sequence[str]) -> list[str]:
     out: list[str] = []
     for k in keys:

@@ -1,7 +1,7 @@
 """The engine's learned signal: a LightGBM model behind :class:`woolguard.engine.Scorer`.
 
 One event costs one C call: the feature mapping is written into a preallocated float64 row
-(:meth:`FeatureSpec.vector_into`) and LightGBM's single-row fast path
+(:meth:`FeatureSpec.filler`, planned once per model) and LightGBM's single-row fast path
 (``LGBM_BoosterPredictForMatSingleRowFast``, prepared once per model) returns the raw margin; ``booster.predict``
 would spend ~30-70 µs per row in Python-side checks. The probability is LightGBM's own (sigmoid of the margin)
 passed through the artifact's calibration (Platt scaling fitted on a period after the training one).
@@ -117,6 +117,7 @@ class LightGBMScorer:
         if self.booster.num_feature() != n:
             raise ValueError(f"model has {self.booster.num_feature()} features, spec names {n}")
         self._row = np.zeros(n, dtype=np.float64)
+        self._fill = spec.filler()
         self._out = np.zeros(1, dtype=np.float64)
         self._n = ctypes.c_int64(0)
         self._fast = self._fast_config(_PREDICT_RAW, n)
@@ -145,7 +146,7 @@ class LightGBMScorer:
 
     def margin(self, features: Mapping[str, Any]) -> float:
         """LightGBM's raw score for one feature mapping."""
-        self.spec.vector_into(features, self._row)
+        self._fill(features, self._row)
         if self._call(self._fast, self._row_p, self._n_p, self._out_p) != 0:
             raise lgb.basic.LightGBMError(lgb.basic._LIB.LGBM_GetLastError().decode("utf-8"))
         return float(self._out[0])
