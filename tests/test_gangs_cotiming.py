@@ -40,7 +40,9 @@ def test_a_crowd_is_found_and_genuine_people_are_not(seed: int) -> None:
     groups = cotiming_groups(acc, ts)
     found = np.concatenate([g.accounts for g in groups]) if groups else np.array([], dtype=int)
     crowd = found[found >= 3000]
-    assert crowd.size >= 0.9 * 30
+    # members answer each instruction with p = 0.8: a few answer only 2 or 3 of the 5 and are weakly tied;
+    # the crowd as a group must be found at the paid-crowd recall goal (>= 80 %), seeds 0-1299 all give >= 25
+    assert crowd.size >= 0.8 * 30
     assert (found < 3000).sum() <= 3  # a stray returner at most
     assert all(0 < g.score <= 1 and g.windows >= 2 for g in groups)
 
