@@ -63,6 +63,7 @@ def test_shipped_default_policy_is_valid(engine: Engine) -> None:
         ("  - id: bad\n    when: dev_emulator\n    reason: device.emulator\n    score: 900\n", "bad", "score"),
         ("  - id: bad\n    when: dev_emulator\n    reason: device.emulator\n    kinds: [claims]\n", "bad", "kinds"),
         ("  - id: bad\n    when: dev_emulator\n    reason: device.emulator\n    mode: maybe\n", "bad", "mode"),
+        ("  - id: bad\n    when: dev_emulator\n    reason: device.emulator\n    review: maybe\n", "bad", "review"),
         ("  - id: emu\n    when: dev_emulator\n    reason: device.emulator\n", "emu", "duplicate"),
         ("  - id: bad\n    when: dev_emulator\n    reason: device.emulator\n    colour: red\n", "bad", "unknown keys"),
     ],
@@ -206,3 +207,27 @@ def test_refusals_carry_a_shopper_message_with_the_reference() -> None:
     assert blocked.decision_id in blocked.message["en"] and blocked.decision_id in blocked.message["zh"]
     assert "emulator" not in blocked.message["en"].lower()  # nothing a ring could learn from
     assert engine.decide(_claim(3, device="clean")).message == {}
+
+
+def test_a_review_rule_holds_what_would_pass_or_verify_for_an_analyst() -> None:
+    held = BASE + """  - id: hold
+    when: dev_accounts_1d >= 1 && !dev_emulator
+    review: true
+    reason: gang.member
+  - id: hold_quietly
+    when: dev_emulator
+    review: true
+    reason: gang.member
+    mode: shadow
+"""
+    engine = Engine()
+    engine.set_policy(load(engine, held))
+    d = engine.decide(_claim(1, device="fresh"))  # score 0: would pass
+    assert (d.level, d.outcome, d.challenge) == (0, Outcome.REVIEW, None)
+    assert any(r.rule == "hold" for r in d.reasons) and d.message is not None
+    shadow = engine.decide(_claim(2, emulator=True, device="emu-1"))  # a shadow review rule holds nothing
+    assert shadow.outcome == Outcome.VERIFY
+    engine.lists = Lists([ListEntry("allow", "account", "a3")])
+    assert engine.decide(_claim(3, device="fresh-3")).outcome == Outcome.PASS  # an allow entry wins
+    engine.lists = Lists([ListEntry("block", "account", "a4")])
+    assert engine.decide(_claim(4, device="fresh-4")).outcome == Outcome.REJECT  # a reject stays a reject

@@ -247,6 +247,7 @@ class Engine:
         score = 0
         forced = 0
         challenge: Challenge | None = None
+        hold = False
         for rule in fired:
             code = CODES[rule.reason]
             reasons.append(Reason(code=rule.reason, category=code.category.value, rule=rule.id,
@@ -260,6 +261,8 @@ class Engine:
                 forced = rule.level
             if rule.challenge is not None:
                 challenge = strongest(challenge, rule.challenge)
+            if rule.review:
+                hold = True
         for rule in failed:
             code = CODES["engine.rule_error"]
             reasons.append(Reason(code=code.code, category=code.category.value, rule=rule.id,
@@ -271,7 +274,7 @@ class Engine:
                                           **{k: round(v, 4) for k, v in contributions[:3]}},
                                   text_en=code.en, text_zh=code.zh))
         level = max(policy.level_for(score, ev.account.tier), forced)
-        outcome_floor = Outcome.PASS
+        outcome_floor = Outcome.REVIEW if hold else Outcome.PASS
         hits = self.lists.match(ents, ev.campaign_id, ev.ts)
         if hits:
             kinds = {e.list for e in hits}
@@ -284,6 +287,7 @@ class Engine:
                 level = 4
             elif "allow" in kinds:
                 level = 0
+                outcome_floor = Outcome.PASS
             elif "review" in kinds:
                 outcome_floor = Outcome.REVIEW
         action = policy.action(level)

@@ -18,6 +18,7 @@ A policy is a YAML (or JSON) document::
         reason: device.emulator
         challenge: face               # optional: the least step-up this rule asks for
         level: 4                      # optional: the least level this rule forces
+        review: false                 # optional: true sends a decision that would pass or verify to an analyst
         mode: active                  # or shadow: evaluated and logged, never acted on
 
 Loading checks everything before anything is used: each expression compiles, names only known
@@ -76,6 +77,9 @@ class Rule:
     level: int = 0
     challenge: Challenge | None = None
     kinds: frozenset[EventKind] | None = None
+    #: Hold for an analyst: a decision that would pass or verify becomes ``review`` (a step-up only proves
+    #: that a person is there, which a paid crowd has; an analyst looks at the evidence instead).
+    review: bool = False
     shadow: bool = False
     description: str = ""
     refs: tuple[str, ...] = ()
@@ -324,7 +328,7 @@ def _build_rule(raw: Any, index: int, features: dict[str, Any], seen: set[str],
     if rid in seen:
         raise PolicyError("duplicate rule id", rule=rid, line=line)
     seen.add(rid)
-    unknown = set(raw) - {"id", "when", "reason", "score", "level", "challenge", "kinds", "mode",
+    unknown = set(raw) - {"id", "when", "reason", "score", "level", "challenge", "review", "kinds", "mode",
                           "description", "__line__"}
     if unknown:
         raise PolicyError(f"unknown keys {sorted(unknown)}", rule=rid, line=line)
@@ -365,13 +369,17 @@ def _build_rule(raw: Any, index: int, features: dict[str, Any], seen: set[str],
         except ValueError:
             raise PolicyError(f"'challenge' must be one of {[c.value for c in Challenge]}",
                               rule=rid, line=line) from None
+    review = raw.get("review", False)
+    if not isinstance(review, bool):
+        raise PolicyError("'review' must be true or false", rule=rid, line=line)
     kinds_raw = raw.get("kinds")
     kinds = default_kinds if kinds_raw is None else _parse_kinds(kinds_raw, rid, line)
     mode = raw.get("mode", "active")
     if mode not in ("active", "shadow"):
         raise PolicyError("'mode' must be 'active' or 'shadow'", rule=rid, line=line)
     return Rule(id=rid, when=when, reason=reason, score=score, level=level, challenge=challenge, kinds=kinds,
-                shadow=mode == "shadow", description=str(raw.get("description", "")), refs=refs, line=line)
+                review=review, shadow=mode == "shadow", description=str(raw.get("description", "")), refs=refs,
+                line=line)
 
 
 def load_policy(path: str | Path, features: dict[str, Any]) -> Policy:
