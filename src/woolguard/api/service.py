@@ -175,6 +175,8 @@ class DecisionService:
         self._redis_state_cls: Any = None
         self._stored: list[tuple[str, bytes]] = []  # decisions to store under their claim keys
         self._last_claim = 0.0
+        self._expiry_due = 0.0  # monotonic time of the next coupon-expiry pass (see expire_coupons)
+        self._gang_error = ""  # the last gang-table load error, logged once
         self._stored_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
@@ -382,7 +384,7 @@ class DecisionService:
         unredeemed (``campaigns.service.expire_coupons``: one transaction per coupon, exact against concurrent
         redemptions and other workers doing the same). Returns how many were released."""
         every = self.settings.coupon_expiry_s
-        if not force and (every <= 0 or time.monotonic() < getattr(self, "_expiry_due", 0.0)):
+        if not force and (every <= 0 or time.monotonic() < self._expiry_due):
             return 0
         self._expiry_due = time.monotonic() + every
         from woolguard.campaigns.service import expire_coupons
@@ -411,7 +413,7 @@ class DecisionService:
             self._gang_error = ""
         except Exception as exc:
             text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if text != getattr(self, "_gang_error", ""):  # once per distinct error, not every poll
+            if text != self._gang_error:  # once per distinct error, not every poll
                 log.warning("gang table not loaded: %s", text)
             self._gang_error = text
 
