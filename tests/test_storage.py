@@ -185,6 +185,29 @@ def test_batched_append_reads_back_equal(db: Database, tmp_path: Path) -> None:
     assert get_decision(db, "default", "nope") is None
 
 
+@pytest.mark.parametrize("nasty", ["tab\there", "new\nline\r\n", "back\\slash \\N", "引号\"'和 emoji 🐑", "\\."])
+def test_values_with_copy_specials_read_back_equal(db: Database, tmp_path: Path, nasty: str) -> None:
+    """PostgreSQL takes batches by COPY, whose text format gives tabs, newlines and backslashes a meaning:
+    every text and JSON column must come back exactly as it went in, in a batch with ordinary rows."""
+    event, decision = make_pair(7, event_id=f"e-{nasty}", account=f"a-{nasty}", campaign=nasty)
+    event = msgspec.structs.replace(event, ip=nasty, device=Device(id=nasty, model=nasty))
+    decision = msgspec.structs.replace(decision, policy=f"p-{nasty}", degraded=nasty,
+                                       features={"f": nasty, nasty: 1}, decision_id=f"d-{nasty}")
+    decision.reasons[0].values["x"] = nasty
+    with DecisionLog(db, batch_size=10, spill_dir=tmp_path) as dlog:
+        dlog.append(*make_pair(1))
+        dlog.append(event, decision)
+        dlog.append(*make_pair(2))
+    assert count(db) == 3
+    row = get_decision(db, "default", f"e-{nasty}")
+    assert (row["id"], row["account_id"], row["campaign_id"], row["ip"], row["device_id"], row["policy"],
+            row["degraded"]) == (f"d-{nasty}", f"a-{nasty}", nasty, nasty, nasty, f"p-{nasty}", nasty)
+    assert row["features"] == {"f": nasty, nasty: 1}
+    assert row["reasons"][0]["values"]["x"] == nasty
+    assert row["event"]["device"]["model"] == nasty and row["event"]["event_id"] == f"e-{nasty}"
+    assert get_decision(db, "default", "e2")["features"] == make_pair(2)[1].features
+
+
 def test_duplicate_event_ids_are_stored_once(db: Database, tmp_path: Path) -> None:
     with DecisionLog(db, batch_size=10, spill_dir=tmp_path) as dlog:
         for i in range(30):

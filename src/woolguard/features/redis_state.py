@@ -290,7 +290,15 @@ class RedisState:
         for w in windows:
             if w.key not in specs:
                 specs.append(w.key)
-        self._specs = [(k[0], None) if len(k) == 1 else (None, k) for k in specs]
+        self._specs = specs
+        #: Every entity an event's script call may need (a window's key, or its distinct member), read once.
+        names: list[str] = []
+        for entity in [e for k in specs for e in k] + [w.member for w in windows if w.member]:
+            if entity not in names:
+                names.append(entity)
+        self._names = names
+        #: (kind or None for a peek, entity present?...) -> (codes, values to send, window indices in the reply)
+        self._layouts: dict[tuple[Any, ...], tuple[bytes, list[int], list[tuple[int, ...]], list[int]]] = {}
         # (code = 2 * (window + 1), spec index, kinds, distinct member or None); a window that reads a longer
         # window's ZSET comes after every window that keeps one (the script names that one's key).
         plan = [((i + 1) * 2, specs.index(w.key), w.kinds, w.member if j is None else None)
@@ -302,6 +310,8 @@ class RedisState:
         self._primed: tuple[Any, ...] | None = None
         self._horizons = horizons_of(windows)
         self._first_value = 5 + len(self._horizons)  # ARGV index of the first entity value
+        if self._first_value + len(names) + len(specs) > 255:  # pragma: no cover - a catalogue of hundreds of keys
+            raise ValueError("too many entities in the catalogue for the Redis feature script (at most ~240)")
 
     # -- the FeatureState interface ----------------------------------------------------------------
 
@@ -377,46 +387,69 @@ class RedisState:
                 for code, si, kinds, member in self._plan]
         return plan
 
+    def _layout(self, kind: EventKind | None, present: list[bool]) -> tuple[bytes, list[int], list[tuple[int, ...]],
+                                                                              list[int]]:
+        """What the script call of an event holds, given which entities it has (the same for every event with
+        the same kind and entities present): the window codes, which entity values are sent (each entity once:
+        a window's key and another window's member share a value), and the windows its reply answers.
+
+        Values are sent singles first (indices into :attr:`_names`), then pairs ("a|b")."""
+        index = {n: i for i, n in enumerate(self._names)}
+        singles: list[int] = []
+        pairs: list[tuple[int, ...]] = []
+        spec_of: list[tuple[int, ...] | None] = []
+        for k in self._specs:
+            idx = tuple(index[n] for n in k)
+            spec_of.append(idx if all(present[i] for i in idx) else None)
+        # ARGV slots: single entities first, in order of first use, then pairs
+        for _code, si, member_name, _window in self._kind_plan(kind):
+            idx = spec_of[si]
+            if idx is None:
+                continue
+            if len(idx) == 1 and idx[0] not in singles:
+                singles.append(idx[0])
+            elif len(idx) > 1 and idx not in pairs:
+                pairs.append(idx)
+            if member_name is not None and present[index[member_name]] and index[member_name] not in singles:
+                singles.append(index[member_name])
+        first = self._first_value
+        slot = {("s", i): first + n for n, i in enumerate(singles)}
+        slot.update({("p", idx): first + len(singles) + n for n, idx in enumerate(pairs)})
+        codes = bytearray()
+        windows: list[int] = []
+        for code, si, member_name, window in self._kind_plan(kind):
+            idx = spec_of[si]
+            if idx is None:
+                continue
+            ki = slot[("s", idx[0])] if len(idx) == 1 else slot[("p", idx)]
+            mi = 0
+            if member_name is not None:
+                if present[index[member_name]]:
+                    mi = slot[("s", index[member_name])]
+                else:
+                    code -= 1  # a distinct window without its member: read, not updated
+            codes += bytes((code, ki, mi))
+            windows.append(window)
+        return bytes(codes), singles, pairs, windows
+
     def _prepare(self, ts: int, kind: EventKind | None, entities: Mapping[str, str | None],
                  update: bool) -> tuple[list[str], list[Any], list[int]]:
         get = entities.get
-        keyvals: list[str | None] = []
-        for single, composite in self._specs:
-            if single is not None:
-                keyvals.append(get(single))
-            else:
-                parts = [get(name) for name in composite]  # type: ignore[union-attr]
-                keyvals.append(None if None in parts else "|".join(parts))  # type: ignore[arg-type]
-        first = self._first_value
-        argi = [0] * len(keyvals)
-        values: list[str] = []
-        members: dict[str, int] = {}
-        codes = bytearray()
-        present = []
-        for code, si, member_name, window in self._kind_plan(kind if update else None):
-            key = keyvals[si]
-            if key is None:
-                continue
-            ki = argi[si]
-            if not ki:
-                ki = argi[si] = first + len(values)
-                values.append(key)
-            mi = 0
-            if member_name is not None:
-                m = get(member_name)
-                if m is None:
-                    code -= 1  # a distinct window without its member: read, not updated
-                else:
-                    mi = members.get(m, 0)
-                    if not mi:
-                        mi = members[m] = first + len(values)
-                        values.append(m)
-            codes += bytes((code, ki, mi))
-            present.append(window)
-        if first + len(values) > 255:  # pragma: no cover - an event has a few entities, not hundreds
-            raise ValueError("too many distinct entity values in one event for the Redis feature script")
+        vals = [get(n) for n in self._names]
+        if not update:
+            kind = None
+        sig = (kind, *[v is not None for v in vals])
+        layout = self._layouts.get(sig)
+        if layout is None:
+            if len(self._layouts) >= 4096:  # odd events with every combination of entities: stay bounded
+                self._layouts.clear()
+            layout = self._layouts[sig] = self._layout(kind, list(sig[1:]))
+        codes, singles, pairs, present = layout
         ts = int(ts)
-        args: list[Any] = [ts, "0", self.prefix, bytes(codes), *[f"({ts - h}" for h in self._horizons], *values]
+        args: list[Any] = [ts, "0", self.prefix, codes, *[f"({ts - h}" for h in self._horizons]]
+        args += [vals[i] for i in singles]
+        for idx in pairs:
+            args.append("|".join([vals[i] for i in idx]))  # type: ignore[misc]
         return [self._seq_key, self._seq_key], args, present
 
     def _values(self, present: list[int], reply: list[Any]) -> list[int]:

@@ -56,6 +56,11 @@ def _enc_hook(obj: Any) -> Any:
 _encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
 
 
+def json_encoder() -> msgspec.json.Encoder:
+    """The encoder of the JSON columns (see :func:`json_dumps`), for callers that want bytes."""
+    return _encoder
+
+
 def json_dumps(obj: Any) -> str:
     """Encode for a JSON column: msgspec structs (Reason, Event), dicts, lists, numpy values."""
     return _encoder.encode(obj).decode()
