@@ -168,12 +168,17 @@ class Engine:
             return prior
         ev = self.normalise(event)
         ents, ipf = self.entities(ev)
-        values = self.state.observe(ev.ts, ev.kind, ents)
+        return self.decide_observed(ev, ents, ipf, self.state.observe(ev.ts, ev.kind, ents))
+
+    def decide_observed(self, ev: Event, ents: dict[str, str | None], ipf: Any, values: list[int]) -> Decision:
+        """The rest of :meth:`decide` once the feature state has answered: ``ev`` normalised, ``ents`` and
+        ``ipf`` from :meth:`entities`, ``values`` from ``state.observe`` (the service gets them from the
+        Redis script it sent with the event's idempotency claim)."""
         feats = dict(zip(self.window_names, values, strict=True))
         self._static(ev, ipf, feats)
         decision = self._decide(ev, ents, feats)
         recent = self._recent
-        recent[event.event_id] = decision
+        recent[ev.event_id] = decision
         if len(recent) > self._remember:
             recent.popitem(last=False)
         return decision

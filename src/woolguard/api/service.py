@@ -261,7 +261,10 @@ class DecisionService:
         with self._tenants_lock:
             rt = self.tenants.get(tenant)
             if rt is None:
-                engine = Engine(state=self.feature_state(tenant), phones=self.phones, ips=self.ips, tenant=tenant)
+                # With Redis, retries are recognised by the script's claim in any worker: the engine's own memory
+                # of recent decisions only saves that round trip for quick retries to the same worker.
+                engine = Engine(state=self.feature_state(tenant), phones=self.phones, ips=self.ips, tenant=tenant,
+                                remember=10_000 if self.settings.redis_url else 100_000)
                 rt = TenantRuntime(tenant, engine)
                 self._load(rt)
                 self.tenants[tenant] = rt
@@ -451,9 +454,9 @@ class DecisionService:
         if self.redis_breaker.is_open():
             return self._degraded(rt, event, f"redis: {self.redis_breaker.last_error}")
         state = engine.state
-        # The entities exactly as Engine.decide computes them, so that its observe() finds the values primed.
+        # The entities exactly as Engine.decide computes them: the script's values go straight to the engine.
         ev = engine.normalise(event)
-        ents, _ipf = engine.entities(ev)
+        ents, ipf = engine.entities(ev)
         key = self.idem_key(tenant, eid)
         cmd, present = state.command(ev.ts, ev.kind, ents, key, self.settings.idempotency_ttl_s * 1000)
         try:
@@ -470,17 +473,10 @@ class DecisionService:
             if result:
                 return _DECISION.decode(result)
             return Pending(key, tenant, eid)
-        state.prime(ev.ts, ev.kind, ents, result)
-        try:
-            # The normalised event: Engine.decide normalises it again for free (a keyed phone hash is kept),
-            # and the decision log gets it as is (the phone is hashed once per event, not three times).
-            decision = engine.decide(ev)
-        except DEPENDENCY_ERRORS as exc:  # pragma: no cover - only if the primed values were not used
-            decision = self._degraded(rt, event, "redis: " + self.redis_breaker.trip(exc), remember=False)
-            self._store_async(key, decision)
-            rt.degraded_recent[eid] = decision
-            return decision
-        decision = self._own(decision, tenant)
+        # The normalised event: the decision log gets it as is (the phone is hashed once per event).
+        decision = engine.decide_observed(ev, ents, ipf, result)
+        if engine.tenant != tenant:
+            decision = self._own(decision, tenant)
         self._store_async(key, decision)
         self.dlog.append(ev, decision, tenant)
         return decision

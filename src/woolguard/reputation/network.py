@@ -7,6 +7,7 @@ cached per address, since campaign traffic repeats its addresses a lot.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from bisect import bisect_right
 from dataclasses import dataclass
 from functools import lru_cache
@@ -57,24 +58,22 @@ class _Intervals:
         return len(self.starts)
 
 
+_inet_pton = socket.inet_pton
+_AF_INET = socket.AF_INET
+
+
 def default_list_text(name: str) -> str:
     return resources.files("woolguard.data").joinpath(f"ip_{name}.txt").read_text("utf-8")
 
 
 def _ipv4_int(ip: str) -> int | None:
-    """A dotted-quad IPv4 address as an int, or None (anything unusual goes to the ipaddress module)."""
-    parts = ip.split(".")
-    if len(parts) != 4:
+    """A dotted-quad IPv4 address as an int, or None (anything unusual goes to the ipaddress module).
+
+    ``inet_pton`` is strict: exactly four decimal octets of 0-255 in ASCII, no leading zeros, no spaces."""
+    try:
+        return int.from_bytes(_inet_pton(_AF_INET, ip), "big")
+    except (OSError, ValueError, UnicodeError):
         return None
-    value = 0
-    for part in parts:
-        if not part.isdigit() or len(part) > 3 or (len(part) > 1 and part[0] == "0") or not part.isascii():
-            return None
-        octet = int(part)
-        if octet > 255:
-            return None
-        value = (value << 8) | octet
-    return value
 
 
 #: Every IANA special-purpose IPv4 block (a superset of what any Python version calls not global): addresses
