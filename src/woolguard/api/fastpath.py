@@ -121,10 +121,14 @@ class EventsFastPath:
             metrics.ERRORS.labels("bad_event").inc()
             kind = "json_invalid" if "JSON" in exc.message or "malformed" in exc.message.lower() else "value_error"
             raise _Refused(422, detail(path_to_loc(exc.field), exc.message, kind)) from None
-        d = await settle(service, await service.decide_async(tenant, event))
+        d, answer = await service.decide_answer(tenant, event)
+        if answer is None:
+            d = await settle(service, d)
         metrics.LATENCY.observe(time.perf_counter() - started)
-        self._count(tenant, d.outcome.value, "true" if d.degraded else "false")
-        if d.features:
+        self._count(tenant, d.outcome.value, "true" if d.degraded else "false")  # type: ignore[union-attr]
+        if answer is not None:  # the decision without its features, as stored under the idempotency claim
+            return 200, answer, []
+        if d.features:  # type: ignore[union-attr]
             d = msgspec.structs.replace(d, features={})
         return 200, _encode(d), []
 

@@ -440,19 +440,26 @@ class DecisionService:
         return f"wg:{{{tenant}}}:idem:{event_id}"
 
     async def decide_async(self, tenant: str, event: Event) -> Decision | Pending:
-        """:meth:`decide` for the event loop: with Redis, the claim and every window are one script call
+        """:meth:`decide` for the event loop (see :meth:`decide_answer`)."""
+        return (await self.decide_answer(tenant, event))[0]
+
+    async def decide_answer(self, tenant: str, event: Event) -> tuple[Decision | Pending, bytes | None]:
+        """The decision, and when it was just made, its answer body (the decision without its features,
+        JSON-encoded once for both the idempotency copy and the HTTP answer).
+
+        :meth:`decide` for the event loop: with Redis, the claim and every window are one script call
         sent through the pipelined connection (shared with the other requests in flight), and the loop keeps
         serving while Redis works. Same decisions, same failure modes."""
         pipe = self.pipe
         if pipe is None:
-            return self.decide(tenant, event)
+            return self.decide(tenant, event), None
         rt, early = self._known_or_unready(tenant, event)
         if early is not None:
-            return early
+            return early, None
         engine = rt.engine
         eid = event.event_id
         if self.redis_breaker.is_open():
-            return self._degraded(rt, event, f"redis: {self.redis_breaker.last_error}")
+            return self._degraded(rt, event, f"redis: {self.redis_breaker.last_error}"), None
         state = engine.state
         # The entities exactly as Engine.decide computes them: the script's values go straight to the engine.
         ev = engine.normalise(event)
@@ -467,23 +474,24 @@ class DecisionService:
                 reply = await pipe.call(*cmd)
             result = state.result(present, reply)
         except DEPENDENCY_ERRORS as exc:
-            return self._degraded(rt, event, "redis: " + self.redis_breaker.trip(exc))
+            return self._degraded(rt, event, "redis: " + self.redis_breaker.trip(exc)), None
         if isinstance(result, bytes):  # claimed before: by another request or worker, or before a restart
             metrics.DUPLICATES.labels(tenant).inc()
             if result:
-                return _DECISION.decode(result)
-            return Pending(key, tenant, eid)
+                return _DECISION.decode(result), result
+            return Pending(key, tenant, eid), None
         # The normalised event: the decision log gets it as is (the phone is hashed once per event).
         decision = engine.decide_observed(ev, ents, ipf, result)
         if engine.tenant != tenant:
             decision = self._own(decision, tenant)
-        self._store_async(key, decision)
+        answer = self._store_async(key, decision)
         self.dlog.append(ev, decision, tenant)
-        return decision
+        return decision, answer
 
-    def _store_async(self, key: str, decision: Decision) -> None:
+    def _store_async(self, key: str, decision: Decision) -> bytes:
         """Store the decision under its claim with the next pipelined write; if that write fails, the
-        idempotency thread stores it later (a retry meanwhile waits, then finds it in the decision log)."""
+        idempotency thread stores it later (a retry meanwhile waits, then finds it in the decision log).
+        Returns the stored bytes (the answer body)."""
         value = _stored_form(decision)
 
         def requeue() -> None:
@@ -491,6 +499,7 @@ class DecisionService:
                 self._stored.append((key, value))
 
         self.pipe.send("SET", key, value, "EX", self.settings.idempotency_ttl_s, on_fail=requeue)
+        return value
 
     def _known_or_unready(self, tenant: str, event: Event) -> tuple[TenantRuntime, Decision | None]:
         """The tenant's runtime, and the answer when no fresh decision is needed: the first decision of a

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
-from itertools import islice
+from operator import itemgetter
 from typing import Any
 
 import redis
@@ -204,6 +204,30 @@ def shared_with(windows: tuple[Window, ...]) -> list[int | None]:
     return out
 
 
+class _Reply:
+    """Turns a script reply (1, then one value per window sent) into every window's value in catalogue
+    order: one C-level gather (windows not sent get their empty value), then the gaps windows' CV."""
+
+    __slots__ = ("_gaps", "_get", "_pad", "windows")
+
+    def __init__(self, windows: list[int], empty: list[int], gaps: set[int]):
+        self.windows = windows
+        self._pad = list(empty)
+        n = len(windows)
+        where = {w: 1 + j for j, w in enumerate(windows)}
+        # reply + empty values: window i is at where[i] if it was sent, else at 1 + n + i
+        order = [where.get(i, 1 + n + i) for i in range(len(empty))]
+        self._get = itemgetter(*order) if len(order) > 1 else (lambda r, o=order[0]: (r[o],))
+        self._gaps = [(i, where[i]) for i in sorted(gaps) if i in where]
+
+    def values(self, reply: list[Any]) -> list[int]:
+        out = list(self._get(reply + self._pad))
+        for i, j in self._gaps:
+            stamps = reply[j]
+            out[i] = gap_cv([int(t) for t in stamps.split(b",")]) if stamps else -1
+        return out
+
+
 class FeatureStateUnavailable(RuntimeError):
     """The feature state backend could not answer in time; the caller fails open or closed by policy."""
 
@@ -297,8 +321,8 @@ class RedisState:
             if entity not in names:
                 names.append(entity)
         self._names = names
-        #: (kind or None for a peek, entity present?...) -> (codes, values to send, window indices in the reply)
-        self._layouts: dict[tuple[Any, ...], tuple[bytes, list[int], list[tuple[int, ...]], list[int]]] = {}
+        #: (kind or None for a peek, entity present?...) -> (codes, values to send, the reply's decoder)
+        self._layouts: dict[tuple[Any, ...], tuple[bytes, list[int], list[tuple[int, ...]], _Reply]] = {}
         # (code = 2 * (window + 1), spec index, kinds, distinct member or None); a window that reads a longer
         # window's ZSET comes after every window that keeps one (the script names that one's key).
         plan = [((i + 1) * 2, specs.index(w.key), w.kinds, w.member if j is None else None)
@@ -327,7 +351,7 @@ class RedisState:
     # -- split round trip (the service sends many events' scripts in one write) ------------------------
 
     def command(self, ts_ms: int, kind: EventKind | None, entities: Mapping[str, str | None],
-                claim_key: str | None = None, claim_ttl_ms: int = 0) -> tuple[tuple[Any, ...], list[int]]:
+                claim_key: str | None = None, claim_ttl_ms: int = 0) -> tuple[tuple[Any, ...], _Reply]:
         """The ``EVALSHA`` arguments of one event (``claim_key``: claim it first, see :meth:`result`) and
         the window indices its reply holds, for :meth:`result`."""
         keys, args, present = self._prepare(ts_ms, kind, entities, kind is not None)
@@ -336,7 +360,7 @@ class RedisState:
             args[1] = str(int(claim_ttl_ms))
         return ("EVALSHA", self.sha, len(keys), *keys, *args), present
 
-    def result(self, present: list[int], reply: list[Any]) -> list[int] | bytes:
+    def result(self, present: _Reply, reply: list[Any]) -> list[int] | bytes:
         """The windows' values from a reply of :meth:`command`'s script, or the claim key's value (bytes,
         ``b""`` while the first request is still deciding) when the event was claimed before."""
         if reply[0] == 0:
@@ -388,7 +412,7 @@ class RedisState:
         return plan
 
     def _layout(self, kind: EventKind | None, present: list[bool]) -> tuple[bytes, list[int], list[tuple[int, ...]],
-                                                                              list[int]]:
+                                                                              _Reply]:
         """What the script call of an event holds, given which entities it has (the same for every event with
         the same kind and entities present): the window codes, which entity values are sent (each entity once:
         a window's key and another window's member share a value), and the windows its reply answers.
@@ -430,10 +454,10 @@ class RedisState:
                     code -= 1  # a distinct window without its member: read, not updated
             codes += bytes((code, ki, mi))
             windows.append(window)
-        return bytes(codes), singles, pairs, windows
+        return bytes(codes), singles, pairs, _Reply(windows, self._empty, self._gaps)
 
     def _prepare(self, ts: int, kind: EventKind | None, entities: Mapping[str, str | None],
-                 update: bool) -> tuple[list[str], list[Any], list[int]]:
+                 update: bool) -> tuple[list[str], list[Any], _Reply]:
         get = entities.get
         vals = [get(n) for n in self._names]
         if not update:
@@ -452,17 +476,14 @@ class RedisState:
             args.append("|".join([vals[i] for i in idx]))  # type: ignore[misc]
         return [self._seq_key, self._seq_key], args, present
 
-    def _values(self, present: list[int], reply: list[Any]) -> list[int]:
-        out = list(self._empty)
-        gaps = self._gaps
-        for index, value in zip(present, islice(reply, 1, None), strict=True):
-            out[index] = (gap_cv([int(t) for t in value.split(b",")]) if value else -1) if index in gaps else value
-        return out
+    @staticmethod
+    def _values(present: _Reply, reply: list[Any]) -> list[int]:
+        return present.values(reply)
 
     def _run(self, ts: int, kind: EventKind | None, entities: Mapping[str, str | None],
              update: bool) -> list[int]:
         keys, args, present = self._prepare(ts, kind, entities, update)
-        if not present:
+        if not present.windows:
             return list(self._empty)
         return self._values(present, self._eval(keys, args))
 
