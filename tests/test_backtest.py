@@ -73,3 +73,17 @@ def test_multi_feature_rules_and_kinds():
     assert res["masks"]["pair"].tolist() == [False, True, False, True]
     assert res["masks"]["scan_only"].tolist() == [False, True, False, False]
     assert res["score"].tolist() == [0, 100, 0, 90]
+
+
+def test_review_rules_hold_like_the_engine():
+    """A rule with ``review: true`` turns a pass or a step-up into a review, never a reject (as the engine does)."""
+    engine, _, _ = _frame()
+    doc = {"id": "t", "rules": [
+        {"id": "hold", "when": "gang_score >= 60", "review": True, "reason": "gang.member"},
+        {"id": "step", "when": "tier == 1", "score": 40, "reason": "account.fresh"},
+        {"id": "block", "when": "tier == 2", "score": 90, "reason": "account.fresh"}]}
+    pol = engine.load_policy_text(json.dumps(doc))
+    df = pl.DataFrame({"gang_score": [0, 70, 70, 70, 0], "tier": [0, 0, 1, 2, 1],
+                       "kind": ["claim"] * 5})
+    res = decide_rows(df, pol)
+    assert res["outcome"].tolist() == [CODES[o] for o in ("pass", "review", "review", "reject", "verify")]

@@ -200,3 +200,54 @@ def test_spec_vector_and_matrix_agree():
     assert np.array_equal(fill({"a": 2.5, "kind": 3, "b": False}, np.zeros(3)), [2.5, np.nan, 0.0], equal_nan=True)
     assert Calibration(1, 0)(0.0) == 0.5
     assert Engine().feature_names  # the engine exposes its feature names for the spec
+
+
+class _ValueScorer:
+    """A stand-in model whose probability is the claim's value in yuan / 100 (so a test sets it per event)."""
+
+    def score(self, features):
+        return features["value_fen"] / 10_000, []
+
+
+def test_model_rules_for_paid_crowds():
+    """The model's gang rules: a known member at model level >= 3 is rejected; a payout at model level >= 2 while a
+    detected crowd (>= 5 known members, >= 10 % of the campaign's active accounts in 10 min) is active is held for
+    an analyst; the same payout without the crowd only gets the level-2 step-up."""
+    levels = [0.1, 0.3, 0.6, 0.9]  # model_score thresholds 10 / 30 / 60 / 90
+    members = {f"g{i}": (70, 6) for i in range(5)}
+    engine = Engine(gangs=members, model=_ValueScorer())
+    engine.set_policy(engine.load_policy_text(policy_with_model(levels)))
+    t0 = 1_800_000_000_000
+    n = 0
+
+    def claim(acct: str, campaign: str, p: float, dt_s: int = 0):
+        nonlocal n
+        n += 1
+        ev = Event(event_id=f"e{n}", kind=EventKind.CLAIM, ts=t0 + dt_s * 1000, campaign_id=campaign,
+                   account=Account(id=acct), value=p * 100)
+        d = engine.decide(ev)
+        return d.outcome.value, {r.rule for r in d.reasons}
+
+    for i in range(5):  # the crowd's known members arrive: held (the default policy), not rejected
+        out, rules = claim(f"g{i}", "crowd", 0.05)
+        assert out == "review" and "gang_member_payout_hold" in rules and "model_gang_member" not in rules
+    out, rules = claim("g0", "crowd", 0.65, 5)
+    assert out == "reject" and "model_gang_member" in rules
+    out, rules = claim("g1", "crowd", 0.4, 5)  # a member below model level 3: still only held
+    assert out == "review" and "model_gang_member" not in rules
+    out, rules = claim("recruit", "crowd", 0.4, 10)  # unknown account, model level 2, crowd active
+    assert out == "review" and "model_crowd_hold" in rules
+    out, rules = claim("shopper", "crowd", 0.2, 10)  # below model level 2: no hold
+    assert out == "pass" and "model_crowd_hold" not in rules
+    out, rules = claim("other", "quiet", 0.4, 10)  # model level 2 without a crowd: the step-up
+    assert out == "verify" and "model_crowd_hold" not in rules
+    # the same 5 members in a busy campaign (5 of 56 active accounts, under 10 %) are no crowd
+    for i in range(5):
+        claim(f"g{i}", "busy", 0.05, 20)
+    for i in range(50):
+        claim(f"u{i}", "busy", 0.05, 20)
+    out, rules = claim("late", "busy", 0.4, 30)
+    assert out == "verify" and "model_crowd_hold" not in rules
+    # ten minutes later the crowd's members have left the window: no hold
+    out, rules = claim("later", "crowd", 0.4, 700)
+    assert out == "verify" and "model_crowd_hold" not in rules

@@ -64,6 +64,8 @@ CODES: dict[str, ReasonCode] = {c.code: c for c in (
     ReasonCode("device.new", _D, "Device never seen before", "新设备"),
     ReasonCode("device.missing", _D, "No device identifier", "缺少设备标识"),
     ReasonCode("gang.member", _G, "Member of a detected gang", "属于已识别的团伙"),
+    ReasonCode("gang.crowd", _G, "Payout while a detected gang is active in numbers in the campaign",
+               "已识别团伙在活动中集中出现期间的领取"),
     ReasonCode("list.block", _L, "On a block list", "命中黑名单"),
     ReasonCode("list.allow", _L, "On an allow list", "命中白名单"),
     ReasonCode("list.review", _L, "On a review list", "命中人工审核名单"),

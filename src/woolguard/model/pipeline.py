@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from woolguard.engine import CampaignInfo, Engine, default_policy_text
-from woolguard.events import Event
+from woolguard.engine import GANG_ACTIVE_SCORE, CampaignInfo, Engine, default_policy_text
+from woolguard.events import PAYOUT_KINDS, Event
 from woolguard.gangs.schedule import DEFAULT_INTERVAL_S, DEFAULT_WINDOW_S
 from woolguard.model.features import FeatureTable, replay_events, spec_for_engine
 from woolguard.model.registry import Registry
@@ -41,11 +41,35 @@ def score_thresholds(levels: list[float]) -> list[int]:
     return [min(100, max(1, math.ceil(p * 100 - 0.5))) for p in levels]
 
 
+#: A detected crowd is active in the campaign: at least this many known gang members (``gang_score >= 60``) in the
+#: last 10 minutes (the co-timing detector's smallest group) ...
+CROWD_MIN_MEMBERS = 5
+#: ... making up at least this share (%) of the accounts active in the campaign in those 10 minutes.
+CROWD_MIN_SHARE_PCT = 10
+
+
 def model_rules(levels: list[float]) -> list[dict[str, Any]]:
     """Policy rules acting on the model: each sets a floor on the level (score 0, so that the model's rules never
-    add up with each other): level 2 asks for a captcha, level 3 a face check, level 4 rejects."""
+    add up with each other): level 2 asks for a captcha, level 3 a face check, level 4 rejects.
+
+    Two rules combine the model with gang evidence, for paid crowds (real people on their own phones, who pass
+    any step-up): a known gang member whose payout the model puts at level 3 or above is rejected (two signals
+    agree, and a face check proves nothing against a person paid to show their face); a payout the model puts at
+    level 2 or above while a detected crowd is active in the campaign (``CROWD_MIN_MEMBERS``,
+    ``CROWD_MIN_SHARE_PCT``) is held for an analyst instead of a step-up — recruits answering the same instruction
+    arrive with the known members, before any evidence against them exists."""
     t = score_thresholds(levels)
+    payout_kinds = sorted(k.value for k in PAYOUT_KINDS)
+    crowd = (f"camp_gang_accounts_10m >= {CROWD_MIN_MEMBERS} && "
+             f"camp_gang_accounts_10m * 100 >= camp_accounts_10m * {CROWD_MIN_SHARE_PCT}")
     return [
+        {"id": "model_gang_member", "when": f"model_score >= {t[2]} && gang_score >= {GANG_ACTIVE_SCORE}",
+         "score": 0, "level": 4, "reason": "gang.member", "kinds": payout_kinds,
+         "description": "A member of a detected gang whose payout the model puts at level 3 or above: rejected."},
+        {"id": "model_crowd_hold", "when": f"model_score >= {t[1]} && {crowd}", "score": 0, "review": True,
+         "reason": "gang.crowd", "kinds": payout_kinds,
+         "description": "A payout the model puts at level 2 or above while a detected crowd is active in the "
+                        "campaign: held for an analyst (a step-up proves nothing against paid people)."},
         {"id": "model_high", "when": f"model_score >= {t[3]}", "score": 0, "level": 4, "reason": "model.score",
          "description": "The model's top level (validation FPR <= 0.1%)."},
         {"id": "model_elevated", "when": f"model_score >= {t[2]} && model_score < {t[3]}", "score": 0, "level": 3,

@@ -8,7 +8,8 @@ memoisation as :meth:`woolguard.rules.policy.Policy.evaluate`, over the whole pe
 mapped back onto the rows with ``is_in`` (one read feature: its values; several: a 64-bit hash of the
 combination, collisions being astronomically unlikely). Rules that read the same features share the distinct
 combinations. Scores add up, levels come from the policy's thresholds and tier relief, outcomes from its level
-actions, exactly as in :class:`woolguard.engine.Engine`; list hits are not replayed (lists change over time).
+actions and review holds (``review: true``), exactly as in :class:`woolguard.engine.Engine`; list hits are not
+replayed (lists change over time).
 
 Rows: a Polars frame with one column per feature the policies read, plus ``kind``, ``tier``, ``label`` (1 fraud,
 0 genuine, -1 unknown) and ``value`` (money at stake, yuan). ``model_score`` is the stored one unless a candidate
@@ -101,6 +102,7 @@ def decide_rows(df: pl.DataFrame, policy: Policy, memo: _Memo | None = None) -> 
     n = df.height
     score = np.zeros(n, dtype=np.int64)
     forced = np.zeros(n, dtype=np.int64)
+    hold = np.zeros(n, dtype=bool)
     for rule in policy.rules:
         if rule.shadow:
             continue
@@ -109,6 +111,8 @@ def decide_rows(df: pl.DataFrame, policy: Policy, memo: _Memo | None = None) -> 
             score += m * rule.score
         if rule.level:
             np.maximum(forced, np.where(m, rule.level, 0), out=forced)
+        if rule.review:
+            hold |= m
     eff = score.copy()
     if policy.tier_relief:
         tier = df["tier"].to_numpy()
@@ -119,7 +123,11 @@ def decide_rows(df: pl.DataFrame, policy: Policy, memo: _Memo | None = None) -> 
         level[eff >= cut] = i
     np.maximum(level, forced, out=level)
     table = np.array([_OUTCOME_CODE[policy.action(lv).outcome] for lv in range(5)], dtype=np.int8)
-    return {"score": score, "level": level, "outcome": table[level], "masks": masks}
+    outcome = table[level]
+    # a rule with ``review: true`` holds a decision that would pass or verify for an analyst, as in the engine
+    soft = (outcome == _OUTCOME_CODE[Outcome.PASS]) | (outcome == _OUTCOME_CODE[Outcome.VERIFY])
+    outcome[hold & soft] = _OUTCOME_CODE[Outcome.REVIEW]
+    return {"score": score, "level": level, "outcome": outcome, "masks": masks}
 
 
 def _side(label: np.ndarray, value: np.ndarray, payout: np.ndarray, outcome: np.ndarray) -> dict[str, Any]:
