@@ -44,7 +44,7 @@ TENANT_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 _OPS = {WindowOp.COUNT: 1, WindowOp.DISTINCT: 2, WindowOp.FIRST_SEEN: 3, WindowOp.GAPS: 4}
 #: A count or distinct ZSET drops its expired entries on one update in this many (see the script).
-TRIM_EVERY = 8
+TRIM_EVERY = 16
 #: Op code of a window that reads the ZSET of a longer window with the same key, member and kinds.
 _SHARED = 5
 
