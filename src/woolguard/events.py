@@ -53,7 +53,7 @@ Money = Annotated[float, msgspec.Meta(ge=0, le=1e9)]
 Tier = Annotated[int, msgspec.Meta(ge=0, le=4)]
 
 
-class _Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True, gc=False):
+class _Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     pass
 
 
@@ -166,7 +166,7 @@ class Category(enum.StrEnum):
     ENGINE = "engine"
 
 
-class Reason(msgspec.Struct, omit_defaults=True, gc=False):
+class Reason(msgspec.Struct, omit_defaults=True):
     """One thing that fired: a rule, a list entry, the model or gang membership."""
 
     code: str  # from the taxonomy in woolguard.reasons, e.g. "device.emulator"
@@ -181,7 +181,7 @@ class Reason(msgspec.Struct, omit_defaults=True, gc=False):
     shadow: bool = False
 
 
-class Decision(msgspec.Struct, omit_defaults=True, gc=False):
+class Decision(msgspec.Struct, omit_defaults=True):
     decision_id: str
     event_id: str
     level: int  # 0 (none) .. 4 (high)
