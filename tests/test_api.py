@@ -148,7 +148,14 @@ def test_policy_hot_reload_in_another_worker(tmp_path: Path) -> None:
         ca.headers.update(headers)
         cb.headers.update(headers)
         assert cb.post("/v1/events", json=event(1)).json()["policy"] == "default@1"
-        ca.post("/v1/policies", json={"body": CLOSED_POLICY, "activate": True})
+        # On SQLite, a write racing the other worker's decision-log writes may be refused with 503 (a read snapshot
+        # gone stale: SQLITE_BUSY_SNAPSHOT); a client retries it, as the answer's Retry-After says.
+        for _ in range(50):
+            resp = ca.post("/v1/policies", json={"body": CLOSED_POLICY, "activate": True})
+            if resp.status_code != 503:
+                break
+            time.sleep(0.1)
+        assert resp.status_code == 201, resp.text
         deadline = time.monotonic() + 5
         i = 100
         while cb.post("/v1/events", json=event(i)).json()["policy"] != "strict@1":
