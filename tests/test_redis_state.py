@@ -203,9 +203,6 @@ def test_claim_in_the_same_script_call(redis_shared_url):
     r.set(claim, b"decision")
     assert red.result(present, r.execute_command(*cmd)) == b"decision"
     assert red.peek(ts, ents) == first
-    red.prime(ts, kind, ents, [7] * len(red.windows))  # the next observe of this very event
-    assert red.observe(ts, kind, dict(ents)) == [7] * len(red.windows)
-    assert red.observe(ts, kind, ents) != [7] * len(red.windows)  # used once
 
 
 def test_counts_saturate_at_max_entries_like_memory(redis_shared_url):

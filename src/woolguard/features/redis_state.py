@@ -331,7 +331,6 @@ class RedisState:
         self._plan += [p for p, j in zip(plan, shared, strict=True) if j is not None]
         #: per event kind (None: a peek): [(code with the update bit, spec index, member or None, window index)]
         self._kind_plans: dict[EventKind | None, list[tuple[int, int, str | None, int]]] = {}
-        self._primed: tuple[Any, ...] | None = None
         self._horizons = horizons_of(windows)
         self._first_value = 5 + len(self._horizons)  # ARGV index of the first entity value
         if self._first_value + len(names) + len(specs) > 255:  # pragma: no cover - a catalogue of hundreds of keys
@@ -340,9 +339,6 @@ class RedisState:
     # -- the FeatureState interface ----------------------------------------------------------------
 
     def observe(self, ts_ms: int, kind: EventKind, entities: Mapping[str, str | None]) -> list[int]:
-        primed, self._primed = self._primed, None
-        if primed is not None and primed[0] == ts_ms and primed[1] is kind and primed[2] == entities:
-            return primed[3]
         return self._run(ts_ms, kind, entities, True)
 
     def peek(self, ts_ms: int, entities: Mapping[str, str | None]) -> list[int]:
@@ -365,12 +361,7 @@ class RedisState:
         ``b""`` while the first request is still deciding) when the event was claimed before."""
         if reply[0] == 0:
             return reply[1]
-        return self._values(present, reply)
-
-    def prime(self, ts_ms: int, kind: EventKind, entities: Mapping[str, str | None], values: list[int]) -> None:
-        """Make the next :meth:`observe` of exactly this event return ``values`` (already computed by the
-        script) instead of going to Redis again."""
-        self._primed = (ts_ms, kind, dict(entities), values)
+        return present.values(reply)
 
     # -- housekeeping -------------------------------------------------------------------------------
 
@@ -476,16 +467,12 @@ class RedisState:
             args.append("|".join([vals[i] for i in idx]))  # type: ignore[misc]
         return [self._seq_key, self._seq_key], args, present
 
-    @staticmethod
-    def _values(present: _Reply, reply: list[Any]) -> list[int]:
-        return present.values(reply)
-
     def _run(self, ts: int, kind: EventKind | None, entities: Mapping[str, str | None],
              update: bool) -> list[int]:
         keys, args, present = self._prepare(ts, kind, entities, update)
         if not present.windows:
             return list(self._empty)
-        return self._values(present, self._eval(keys, args))
+        return present.values(self._eval(keys, args))
 
     def _eval(self, keys: list[str], args: list[Any]) -> list[Any]:
         client = self.client
