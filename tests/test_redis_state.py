@@ -185,8 +185,15 @@ def test_shared_zsets_match_memory_exactly_with_saturation(redis_shared_url, mon
         assert red.observe(ts, kind, ents) == mem.observe(ts, kind, ents), (ts, kind, ents)
     for later in (ts, ts + 1500, ts + 3500, ts + 7000):
         assert red.peek(later, ents) == mem.peek(later, ents)
-    kept = {k.decode().split(":")[2] for k in red.stored_keys()}
-    assert kept <= {"dev_n_5s", "dev_claims_4s", "dev_accts_6s", "dev_ips_2s", "camp_dev_n_3s", "seq"}
+    # One ZSET per key, holding only the slots of the windows that keep their own entries (4 of the device's 8).
+    kept = {":".join(k.decode().split(":")[2:4]) for k in red.stored_keys()}
+    assert kept <= {"z:device", "z:campaign+device", "seq"}
+    r = red.client
+    for key in red.stored_keys():
+        if key.startswith(f"{red.prefix}z:device:".encode()):
+            assert {m[0] for m in r.zrange(key, 0, -1)} <= {1, 2, 3, 4}
+        elif key.startswith(f"{red.prefix}z:campaign+device:".encode()):
+            assert {m[0] for m in r.zrange(key, 0, -1)} == {1}
 
 
 def test_claim_in_the_same_script_call(redis_shared_url):
@@ -286,7 +293,7 @@ def test_tenant_names_cannot_escape_their_namespace(bad):
         RedisState(tenant=bad)
 
 
-def test_every_key_expires_one_window_after_its_last_update(redis_shared_url):
+def test_every_key_expires_its_longest_window_after_its_last_update(redis_shared_url):
     windows = (
         Window("n_1s", C, ("device",), 1), Window("accts_1s", D, ("device",), 1, member="account"),
         Window("seen_1s", F, ("device",), 1), Window("gaps_1s", G, ("device",), 1),
@@ -297,19 +304,44 @@ def test_every_key_expires_one_window_after_its_last_update(redis_shared_url):
     ents = {"device": "d", "account": "a"}
     for i in range(5):
         red.observe(1_700_000_000_000 + i, EventKind.CLAIM, ents)
-    ttl = {k.decode().split(":")[2]: r.pttl(k) for k in red.stored_keys()}
-    horizon = {w.name: w.window_s * 1000 for w in windows}
-    assert set(ttl) == {*horizon, "seq"}
+    # a key's count and distinct windows share one ZSET (z:), its first-seen and gaps windows one string (m:)
+    ttl = {k.decode()[len(red.prefix):]: r.pttl(k) for k in red.stored_keys()}
     assert ttl.pop("seq") == -1  # the tenant's event sequence: one small key, kept
+    horizon = {"z:device:d": 1000, "m:device:d": 1000, "z:account:a": 2000, "m:account:a": 30_000}
+    assert set(ttl) == set(horizon)
     for name, pttl in ttl.items():
         assert horizon[name] - 500 < pttl <= horizon[name], name
     # A read (peek, or a window whose kinds exclude the event) does not extend a key's life.
-    r.pexpire(f"{red.prefix}seen_30s:a", 10_000)
+    r.pexpire(f"{red.prefix}m:account:a", 10_000)
     red.peek(1_700_000_000_010, ents)
-    assert r.pttl(f"{red.prefix}seen_30s:a") <= 10_000
+    assert r.pttl(f"{red.prefix}m:account:a") <= 10_000
     time.sleep(1.1)
-    left = {k.decode().split(":")[2] for k in red.stored_keys()}
-    assert left == {"n_2s", "seen_30s", "seq"}
+    left = {k.decode()[len(red.prefix):] for k in red.stored_keys()}
+    assert left == {"z:account:a", "m:account:a", "seq"}
+
+
+def test_stale_entries_of_a_short_window_are_trimmed_in_a_long_lived_key(redis_shared_url):
+    """A key lives as long as its longest window; its short windows' old entries go on the periodic trim."""
+    windows = (Window("n_1s", C, ("device",), 1), Window("accts_1h", D, ("device",), 3600, member="account"))
+    red = state(redis_shared_url, windows=windows)
+    ts = 1_700_000_000_000
+    for i in range(400):  # 400 events over 40 s: the 1 s window holds ~10 at any time
+        red.observe(ts + i * 100, EventKind.CLAIM, {"device": "d", "account": f"a{i % 3}"})
+    key = f"{red.prefix}z:device:d"
+    assert red.client.zcount(key, 1 * 10**14, 2 * 10**14 - 1) <= 10 + 2 * 16  # the window + a trim period
+    assert red.client.zcount(key, 2 * 10**14, 3 * 10**14 - 1) == 3
+
+
+def test_timestamps_outside_the_score_range_are_refused(redis_shared_url):
+    red = state(redis_shared_url)
+    with pytest.raises(ValueError, match="ts"):
+        red.observe(-1, EventKind.CLAIM, {"device": "d"})
+    with pytest.raises(ValueError, match="ts"):
+        red.observe(10**14, EventKind.CLAIM, {"device": "d"})
+    mem = MemoryState()
+    for ts in (0, 0, 1, 5000, 600_000, 600_001):  # windows reaching back before 0 count from 0
+        ents = {"device": "d", "account": f"a{ts % 2}"}
+        assert red.observe(ts, EventKind.CLAIM, ents) == mem.observe(ts, EventKind.CLAIM, ents)
 
 
 # -- failures ----------------------------------------------------------------------------------------
