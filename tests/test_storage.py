@@ -185,6 +185,34 @@ def test_batched_append_reads_back_equal(db: Database, tmp_path: Path) -> None:
     assert get_decision(db, "default", "nope") is None
 
 
+def test_features_are_stored_compact_with_their_names_once(db: Database, tmp_path: Path) -> None:
+    """A row holds [feature set id, values...]; the names are in feature_sets once; old object rows still read."""
+    from woolguard.storage import decision_log as dl
+    from woolguard.storage.schema import feature_sets
+
+    pairs = [make_pair(i) for i in range(30)]
+    other = Decision(decision_id="dec-x", event_id="e-x", level=0, outcome=Outcome.PASS, score=0, reasons=[],
+                     features={"b_first": 2, "a_then": True})  # another feature list: another set
+    with DecisionLog(db, batch_size=7, spill_dir=tmp_path) as dlog:
+        for event, decision in pairs:
+            dlog.append(event, decision)
+        dlog.append(msgspec.structs.replace(pairs[0][0], event_id="e-x"), other)
+    with db.connect() as conn:
+        stored = conn.execute(select(decisions.c.features).where(decisions.c.id == "dec3")).scalar()
+        sets = dict(conn.execute(select(feature_sets.c.id, feature_sets.c.names)).all())
+        # an analyst's row written before compact features: an object, read as it is
+        conn.execute(decisions.update().where(decisions.c.id == "dec4").values(features={"old": 1}))
+        conn.commit()
+    assert isinstance(stored, list) and stored[1:] == list(pairs[3][1].features.values())
+    assert len(sets) == 2 and sets[stored[0]] == list(pairs[3][1].features)
+    dl._SET_NAMES.clear()  # another process: the names come from the database
+    assert get_decision(db, "default", "dec3")["features"] == pairs[3][1].features
+    assert get_decision(db, "default", "dec-x")["features"] == {"b_first": 2, "a_then": True}
+    assert get_decision(db, "default", "dec4")["features"] == {"old": 1}
+    dl._SET_NAMES.clear()
+    assert [r["features"] for r in iter_decisions(db, "default") if r["id"] == "dec5"] == [pairs[5][1].features]
+
+
 @pytest.mark.parametrize("nasty", ["tab\there", "new\nline\r\n", "back\\slash \\N", "引号\"'和 emoji 🐑", "\\."])
 def test_values_with_copy_specials_read_back_equal(db: Database, tmp_path: Path, nasty: str) -> None:
     """PostgreSQL takes batches by COPY, whose text format gives tabs, newlines and backslashes a meaning:

@@ -16,6 +16,7 @@ whose keys are the ``decisions`` columns.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import os
 import re
@@ -35,7 +36,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from woolguard.events import Decision, Event
 from woolguard.storage.database import Database, json_dumps, json_encoder
-from woolguard.storage.schema import DEFAULT_TENANT, decisions
+from woolguard.storage.schema import DEFAULT_TENANT, decisions, feature_sets
 
 log = logging.getLogger("woolguard.storage")
 
@@ -103,25 +104,70 @@ def _json_field(value: Any) -> bytes:
     return data.replace(b"\\", b"\\\\") if b"\\" in data else data  # JSON has no raw tab/newline
 
 
-def _copy_line_of_row(row: dict[str, Any]) -> bytes:
+#: feature-set id -> names, and names -> id (content-addressed: an id never names other names)
+_SET_NAMES: dict[str, tuple[str, ...]] = {}
+_SET_IDS: dict[tuple[str, ...], str] = {}
+
+
+def feature_set_id(names: tuple[str, ...]) -> str:
+    """The id of a list of feature names: 16 hex digits of its BLAKE2b (cached)."""
+    sid = _SET_IDS.get(names)
+    if sid is None:
+        sid = hashlib.blake2b("\x1f".join(names).encode(), digest_size=8).hexdigest()
+        if len(_SET_IDS) > 10_000:  # engines with ever-changing feature lists: stay bounded
+            _SET_IDS.clear()
+        _SET_IDS[names] = sid
+        _SET_NAMES[sid] = names
+    return sid
+
+
+def compact_features(features: Any, sets: set[str]) -> Any:
+    """``{name: value, ...}`` as stored: ``[set id, value, ...]`` (the set's id added to ``sets``)."""
+    if not isinstance(features, dict) or not features:
+        return features
+    sid = feature_set_id(tuple(features))
+    sets.add(sid)
+    return [sid, *features.values()]
+
+
+def expand_features(value: Any, conn: Any = None) -> Any:
+    """A stored ``features`` value as ``{name: value}``: compact rows through their set's names (read from
+    ``feature_sets`` with ``conn`` when this process has not seen the set), old rows as they are."""
+    if isinstance(value, str):
+        value = orjson.loads(value)
+    if not isinstance(value, list) or not value or not isinstance(value[0], str):
+        return value
+    sid = value[0]
+    names = _SET_NAMES.get(sid)
+    if names is None and conn is not None:
+        found = conn.execute(select(feature_sets.c.names).where(feature_sets.c.id == sid)).scalar()
+        if found is not None:
+            names = _SET_NAMES[sid] = tuple(orjson.loads(found) if isinstance(found, str) else found)
+    if names is None or len(names) != len(value) - 1:
+        raise ValueError(f"decision log: features of unknown feature set {sid!r}")
+    return dict(zip(names, value[1:], strict=True))
+
+
+def _copy_line_of_row(row: dict[str, Any], sets: set[str]) -> bytes:
     """A ``COPY`` text line from a row dict (a row read back from a spill file)."""
     head = "\t".join(_text(row.get(c)) for c in _COPY_COLUMNS[:15])
-    return b"\t".join((head.encode(), _json_field(row["reasons"]), _json_field(row["features"]),
+    features = compact_features(row["features"], sets)
+    return b"\t".join((head.encode(), _json_field(row["reasons"]), _json_field(features),
                        _json_field(row["event"]), _text(row.get("truth")).encode())) + b"\n"
 
 
-def _copy_line(item: Item | dict[str, Any]) -> bytes:
+def _copy_line(item: Item | dict[str, Any], sets: set[str]) -> bytes:
     """One ``COPY`` text line for a decision, in :data:`_COPY_COLUMNS` order: what :func:`decision_row`
     holds, formatted directly (a fraction of the CPU of building the dict and letting the driver format it)."""
     if isinstance(item, dict):
-        return _copy_line_of_row(item)
+        return _copy_line_of_row(item, sets)
     event, decision, tenant = item
     device_id = event.device.id if event.device is not None else None
     truth = event.truth
     texts = (decision.decision_id, tenant, event.event_id, event.campaign_id or "", event.account.id,
              device_id or "", event.ip or "", decision.policy, decision.degraded or "", truth or "")
     if _SPECIAL.search("".join(texts)):  # a value with a backslash, tab or newline: escape it the slow way
-        return _copy_line_of_row(decision_row(event, decision, tenant))
+        return _copy_line_of_row(decision_row(event, decision, tenant), sets)
     if event.phone is not None or truth is not None:
         event = msgspec.structs.replace(event, phone=None, truth=None)
     challenge = decision.challenge
@@ -131,12 +177,20 @@ def _copy_line(item: Item | dict[str, Any]) -> bytes:
                       str(decision.level), decision.outcome.value, "\\N" if challenge is None else challenge.value,
                       str(decision.score), decision.policy,
                       "\\N" if decision.degraded is None else decision.degraded))
-    return b"".join((head.encode(), b"\t", _json_field(decision.reasons), b"\t", _json_field(decision.features),
+    features = _json_field(compact_features(decision.features, sets))
+    return b"".join((head.encode(), b"\t", _json_field(decision.reasons), b"\t", features,
                      b"\t", _json_field(event), b"\t", b"\\N" if truth is None else truth.encode(), b"\n"))
 
 
 def _as_row(item: Item | dict[str, Any]) -> dict[str, Any]:
     return item if isinstance(item, dict) else decision_row(item[0], item[1], item[2])
+
+
+def _stored_row(item: Item | dict[str, Any], sets: set[str]) -> dict[str, Any]:
+    """The row as inserted: features compact (their set's id added to ``sets``)."""
+    row = dict(_as_row(item))
+    row["features"] = compact_features(row["features"], sets)
+    return row
 
 
 def _insert_ignoring_duplicates(dialect: str) -> Insert:
@@ -180,6 +234,8 @@ class DecisionLog:
         self._lock = threading.Lock()  # guards _buffer
         self._flush_lock = threading.RLock()  # one writer at a time; guards _retry
         self._statements: dict[str, Insert] = {}
+        self._set_statements: dict[str, Insert] = {}
+        self._known_sets: set[str] = set()  # feature sets committed to this database by this log
         self._retry_at = 0.0
         self._backoff = 0.5
         self._thread: threading.Thread | None = None
@@ -307,8 +363,12 @@ class DecisionLog:
             if self.db.dialect == "postgresql" and self._copy(rows):
                 self.written += len(rows)
                 return
+            sets: set[str] = set()
+            stored = [_stored_row(r, sets) for r in rows]
             with self.db.engine.begin() as conn:
-                conn.execute(self._statement(), [_as_row(r) for r in rows])
+                self._register_sets(conn, sets)
+                conn.execute(self._statement(), stored)
+            self._known_sets |= sets
         except Exception as exc:
             if _is_transient(exc):
                 raise
@@ -319,10 +379,12 @@ class DecisionLog:
         """``COPY`` the batch in one transaction; False when the server refused it (nothing was written)."""
         import psycopg
 
+        sets: set[str] = set()
+        data = b"".join([_copy_line(r, sets) for r in rows])
         with self.db.engine.begin() as conn:
+            self._register_sets(conn, sets)  # in the same transaction: no row names a set that is not there
             raw = conn.connection.driver_connection
             try:
-                data = b"".join([_copy_line(r) for r in rows])
                 with raw.cursor() as cur, cur.copy(_COPY_SQL) as copy:
                     copy.write(data)
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
@@ -331,14 +393,31 @@ class DecisionLog:
             except psycopg.Error:
                 conn.rollback()
                 return False
+        self._known_sets |= sets
         return True
+
+    def _register_sets(self, conn: Any, sets: set[str]) -> None:
+        """Insert the feature sets this process has not stored yet (another process may have: ignored)."""
+        new = sets - self._known_sets
+        if not new:
+            return
+        stmt = self._set_statements.get(self.db.dialect)
+        if stmt is None:
+            dialect = self.db.dialect
+            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            stmt = self._set_statements[dialect] = insert(feature_sets).on_conflict_do_nothing()
+        conn.execute(stmt, [{"id": sid, "names": list(_SET_NAMES[sid])} for sid in sorted(new)])
 
     def _write_one_by_one(self, rows: Sequence[dict[str, Any]]) -> None:
         rejected: list[dict[str, Any]] = []
         for row in rows:
             try:
+                sets: set[str] = set()
+                stored = _stored_row(row, sets)
                 with self.db.engine.begin() as conn:
-                    conn.execute(self._statement(), [row])
+                    self._register_sets(conn, sets)
+                    conn.execute(self._statement(), [stored])
+                self._known_sets |= sets
             except Exception as exc:
                 if _is_transient(exc):
                     raise
@@ -426,8 +505,11 @@ class DecisionPage:
     next_cursor: str | None = None
 
 
-def _row_dict(row: Any) -> dict[str, Any]:
-    return dict(row._mapping)
+def _row_dict(row: Any, conn: Any) -> dict[str, Any]:
+    out = dict(row._mapping)
+    if "features" in out:
+        out["features"] = expand_features(out["features"], conn)
+    return out
 
 
 def get_decision(db: Database, tenant: str, decision_id_or_event_id: str) -> dict[str, Any] | None:
@@ -437,7 +519,7 @@ def get_decision(db: Database, tenant: str, decision_id_or_event_id: str) -> dic
         for col in (decisions.c.id, decisions.c.event_id):
             row = conn.execute(select(decisions).where(decisions.c.tenant_id == tenant, col == key)).first()
             if row is not None:
-                return _row_dict(row)
+                return _row_dict(row, conn)
     return None
 
 
@@ -488,7 +570,7 @@ def list_decisions(db: Database, tenant: str = DEFAULT_TENANT, *, since: int | N
         where.append(or_(c.ts < ts, and_(c.ts == ts, c.id < decision_id)))
     query = select(decisions).where(*where).order_by(c.ts.desc(), c.id.desc()).limit(limit + 1)
     with db.connect() as conn:
-        rows = [_row_dict(r) for r in conn.execute(query)]
+        rows = [_row_dict(r, conn) for r in conn.execute(query)]
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
@@ -507,4 +589,10 @@ def iter_decisions(db: Database, tenant: str = DEFAULT_TENANT, since: int | None
     with db.connect() as conn:
         result = conn.execution_options(yield_per=yield_per).execute(query)
         for row in result:
-            yield _row_dict(row)
+            out = dict(row._mapping)
+            try:
+                out["features"] = expand_features(out["features"])
+            except ValueError:  # a set this process has not seen: read it on a connection of its own
+                with db.connect() as other:
+                    out["features"] = expand_features(out["features"], other)
+            yield out

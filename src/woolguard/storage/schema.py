@@ -118,6 +118,21 @@ class DecisionRow(Base):
     )
 
 
+class FeatureSet(Base):
+    """The feature names of compact decision-log rows: ``decisions.features`` holds ``[set id, value, ...]``, the
+    values in the order of this set's ``names`` (content-addressed: the id is a hash of the names, never
+    reused for other names). Rows written before migration 0006 hold a ``{name: value}`` object instead."""
+
+    __tablename__ = "feature_sets"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    names: Mapped[list[Any]] = mapped_column(LogJSON, nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+
+feature_sets = FeatureSet.__table__
+
+
 class Label(Base):
     """Feedback on an event or an account: fraud or genuine, from a review, a complaint, a gang..."""
 
