@@ -131,6 +131,39 @@ def test_upgrade_on_populated_db_keeps_rows_and_base_to_head_works(url: str, db:
     assert count(db) == 0
 
 
+def _read_then_write(db: Database, worker: int, n: int, errors: list[BaseException]) -> None:
+    from woolguard.storage.schema import tenants
+
+    for i in range(n):
+        try:
+            with db.begin() as conn:
+                conn.execute(select(func.count()).select_from(tenants)).scalar()  # a read first, then a write
+                time.sleep(0.001)  # the other worker commits meanwhile
+                conn.execute(tenants.insert().values(id=f"w{worker}-{i}", name=""))
+        except Exception as exc:  # collected and asserted on
+            errors.append(exc)
+
+
+def test_sqlite_write_transactions_wait_for_each_other_instead_of_failing(tmp_path: Path) -> None:
+    """Two workers' read-then-write transactions on one SQLite file: a deferred BEGIN would fail at once with
+    'database is locked' (SQLITE_BUSY_SNAPSHOT) when the other committed between the read and the write."""
+    import threading
+
+    dbs = [open_database(f"sqlite:///{tmp_path / 'w.db'}") for _ in range(2)]
+    errors: list[BaseException] = []
+    threads = [threading.Thread(target=_read_then_write, args=(dbs[k], k, 40, errors)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    from woolguard.storage.schema import tenants
+
+    assert count(dbs[0], tenants) == 80 + 1  # and the default tenant
+    for d in dbs:
+        d.close()
+
+
 def _open_and_report(url: str) -> str | None:
     database = open_database(url)
     try:

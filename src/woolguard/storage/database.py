@@ -160,8 +160,21 @@ class Database:
         return self.engine.connect()
 
     def begin(self) -> AbstractContextManager[Connection]:
-        """A connection in a transaction, committed on success."""
+        """A connection in a write transaction, committed on success.
+
+        On SQLite the transaction takes the write lock as it begins (``BEGIN IMMEDIATE``): a deferred transaction
+        that reads, then writes after another connection (another worker) has committed, fails at once with
+        ``SQLITE_BUSY`` instead of waiting out the busy timeout; an immediate one waits its turn."""
+        if self.dialect == "sqlite":
+            return self._begin_immediate()
         return self.engine.begin()
+
+    @contextmanager
+    def _begin_immediate(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                yield conn
 
     def revision(self) -> str | None:
         return current_revision(self.engine)

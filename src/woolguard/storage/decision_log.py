@@ -365,7 +365,7 @@ class DecisionLog:
                 return
             sets: set[str] = set()
             stored = [_stored_row(r, sets) for r in rows]
-            with self.db.engine.begin() as conn:
+            with self.db.begin() as conn:
                 self._register_sets(conn, sets)
                 conn.execute(self._statement(), stored)
             self._known_sets |= sets
@@ -381,7 +381,7 @@ class DecisionLog:
 
         sets: set[str] = set()
         data = b"".join([_copy_line(r, sets) for r in rows])
-        with self.db.engine.begin() as conn:
+        with self.db.begin() as conn:
             self._register_sets(conn, sets)  # in the same transaction: no row names a set that is not there
             raw = conn.connection.driver_connection
             try:
@@ -414,7 +414,7 @@ class DecisionLog:
             try:
                 sets: set[str] = set()
                 stored = _stored_row(row, sets)
-                with self.db.engine.begin() as conn:
+                with self.db.begin() as conn:
                     self._register_sets(conn, sets)
                     conn.execute(self._statement(), [stored])
                 self._known_sets |= sets
