@@ -255,7 +255,7 @@ class Engine:
         hold = False
         for rule in fired:
             code = CODES[rule.reason]
-            reasons.append(Reason(code=rule.reason, category=code.category.value, rule=rule.id,
+            reasons.append(Reason(code=rule.reason, category=_CATEGORY[code.code], rule=rule.id,
                                   score=0 if rule.shadow else rule.score, level=0 if rule.shadow else rule.level,
                                   values={n: feats[n] for n in rule.refs}, text_en=code.en, text_zh=code.zh,
                                   shadow=rule.shadow))
@@ -270,11 +270,11 @@ class Engine:
                 hold = True
         for rule in failed:
             code = CODES["engine.rule_error"]
-            reasons.append(Reason(code=code.code, category=code.category.value, rule=rule.id,
+            reasons.append(Reason(code=code.code, category=_CATEGORY[code.code], rule=rule.id,
                                   values={n: feats[n] for n in rule.refs}, text_en=code.en, text_zh=code.zh))
         if contributions and feats["model_score"] >= policy.thresholds[1]:
             code = CODES["model.score"]
-            reasons.append(Reason(code=code.code, category=code.category.value, rule="model",
+            reasons.append(Reason(code=code.code, category=_CATEGORY[code.code], rule="model",
                                   values={"model_score": feats["model_score"],
                                           **{k: round(v, 4) for k, v in contributions[:3]}},
                                   text_en=code.en, text_zh=code.zh))
@@ -285,7 +285,7 @@ class Engine:
             kinds = {e.list for e in hits}
             for e in hits:
                 code = CODES[f"list.{e.list}"]
-                reasons.append(Reason(code=code.code, category=code.category.value, rule=f"list:{e.id or e.entity}",
+                reasons.append(Reason(code=code.code, category=_CATEGORY[code.code], rule=f"list:{e.id or e.entity}",
                                       values={"entity": e.entity, "campaign": e.campaign_id, "note": e.reason},
                                       text_en=code.en, text_zh=code.zh))
             if "block" in kinds:
@@ -308,6 +308,10 @@ class Engine:
         return Decision(decision_id=did, event_id=ev.event_id, level=level, outcome=outcome, score=score,
                         reasons=reasons, challenge=final_challenge, policy=policy.ref, features=feats,
                         message={"en": en.format(ref=did), "zh": zh.format(ref=did)})
+
+
+#: Each reason code's category as a plain string (an enum's ``.value`` is a slow descriptor on the hot path).
+_CATEGORY = {c.code: c.category.value for c in CODES.values()}
 
 
 def decision_id(event_id: str, tenant: str = "default") -> str:
