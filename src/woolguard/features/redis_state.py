@@ -51,10 +51,11 @@ _SHARED = 5
 
 # KEYS[1] = the tenant's sequence key, KEYS[2] = the idempotency claim key (read only when ARGV[2] ~= "0").
 # ARGV[1] = ts (ms), ARGV[2] = claim TTL in ms ("0": no claim), ARGV[3] = the tenant's key prefix "wg:{tenant}:",
-# ARGV[4] = the event's windows, grouped by key: per key three bytes (the key's group, the ARGV index of its value,
-# the number n of its windows), then two bytes per window (2 * window + update, the ARGV index of its distinct
-# member, 0: none); ARGV[5] = ts + 1 as 14 digits (the low digits of every score); ARGV[6 .. 5 + H] = for each of the
-# catalogue's H distinct horizons, ts + 1 - horizon as 14 digits (at least 0); then the event's entity values, once.
+# ARGV[4] = the event's windows, grouped by key: per key four bytes (the key's group, the ARGV index of its value,
+# the number n of its windows, flags: see the script), then two bytes per window (2 * window + update, the ARGV
+# index of its distinct member, 0: none); ARGV[5] = ts + 1 as 14 digits (the low digits of every score);
+# ARGV[6 .. 5 + H] = for each of the catalogue's H distinct horizons, ts + 1 - horizon as 14 digits (at least 0);
+# then the event's entity values, once.
 # Returns {0, old} when the claim key already existed (nothing updated), else {1, one value per window sent}: an
 # integer, or for gaps the key's recent timestamps.
 #
@@ -70,6 +71,7 @@ _SCRIPT = """\
 local OP = {%(ops)s}
 local SLOT = {%(slots)s}
 local SLOTCH = {%(slot_chars)s}
+local SLOTP = {%(slot_open)s}
 local LO = {%(slot_lo)s}
 local HI = {%(slot_hi)s}
 local CUT = {%(cut_index)s}
@@ -100,68 +102,72 @@ local j = 1
 local pos = 1
 local ncodes = #codes
 while pos <= ncodes do
-  -- one group: the windows of one key (an entity, or a pair) of this event
-  local g, ki, n = byte(codes, pos, pos + 2)
-  local b = {byte(codes, pos + 3, pos + 2 + 2 * n)}
-  pos = pos + 3 + 2 * n
+  -- one group: the windows of one key (an entity, or a pair) of this event; flags: 1 = some count or distinct
+  -- window is updated, 2 = the key has first-seen or gaps windows, 4 = it has count or distinct windows
+  local g, ki, n, flags = byte(codes, pos, pos + 3)
+  local first = pos + 4
+  pos = first + 2 * n
   local kv = ARGV[ki]
   local zkey = false
-  local zargs = false
-  local meta = false
-  -- pass 1: one ZADD with this event's entry in every updated count or distinct window of the key
-  for k = 1, 2 * n, 2 do
-    local code = b[k]
-    local upd = code %% 2
-    local w = (code - upd) / 2
-    local op = OP[w]
-    if op <= 2 and upd == 1 then
-      if not zargs then
-        zkey = pfx .. ZNAME[g] .. kv
-        zargs = {zkey}
-        if not seq then
-          seq = call('INCR', KEYS[1])
-          seq_s = string.format('%%d', seq)
+  if flags >= 4 then
+    zkey = pfx .. ZNAME[g] .. kv
+    flags = flags - 4
+  end
+  if flags %% 2 == 1 then
+    -- one ZADD with this event's entry in every updated count or distinct window of the key, one TTL
+    local zargs = {zkey}
+    if not seq then
+      seq = call('INCR', KEYS[1])
+      seq_s = string.format('%%d', seq)
+    end
+    for p = first, pos - 1, 2 do
+      local code = byte(codes, p)
+      if code %% 2 == 1 then
+        local w = (code - 1) / 2
+        local op = OP[w]
+        if op <= 2 then
+          zargs[#zargs + 1] = SLOT[w] .. ts14
+          if op == 1 then
+            zargs[#zargs + 1] = SLOTCH[w] .. seq_s
+          else
+            zargs[#zargs + 1] = SLOTCH[w] .. ARGV[byte(codes, p + 1)]
+          end
         end
       end
-      zargs[#zargs + 1] = SLOT[w] .. ts14
-      if op == 1 then
-        zargs[#zargs + 1] = SLOTCH[w] .. seq_s
-      else
-        zargs[#zargs + 1] = SLOTCH[w] .. ARGV[b[k + 1]]
-      end
-    elseif op == 3 or op == 4 then
-      meta = true
     end
-  end
-  if zargs then
     call('ZADD', unpack(zargs))
     call('PEXPIRE', zkey, ZTTL[g])
   end
-  -- pass 2: every window's value
   local fields, mkey, mdirty = false, false, false
-  if meta then
+  if flags >= 2 then
+    -- the key's first-seen and gaps fields, "f1;f2;..."
     mkey = pfx .. MNAME[g] .. kv
     local s = call('GET', mkey)
+    local nf = NFIELDS[g]
     fields = {}
+    local at = 1
     if s then
-      for f in string.gmatch(s, '([^;]*);?') do
-        if #fields >= NFIELDS[g] then break end
-        fields[#fields + 1] = f
+      for f = 1, nf - 1 do
+        local e = string.find(s, ';', at, true)
+        if not e then break end
+        fields[f] = string.sub(s, at, e - 1)
+        at = e + 1
       end
+      if #fields == nf - 1 then fields[nf] = string.sub(s, at) end
     end
-    for f = #fields + 1, NFIELDS[g] do fields[f] = '' end
+    for f = #fields + 1, nf do fields[f] = '' end
     if not ts then ts = tonumber(ts_s) end
   end
-  for k = 1, 2 * n, 2 do
-    local code = b[k]
+  -- every window's value
+  for p = first, pos - 1, 2 do
+    local code = byte(codes, p)
     local upd = code %% 2
     local w = (code - upd) / 2
     local op = OP[w]
     local value
     j = j + 1
     if op <= 2 or op == 5 then
-      if not zkey then zkey = pfx .. ZNAME[g] .. kv end
-      local cut = '(' .. SLOT[w] .. ARGV[CUT[w]]
+      local cut = SLOTP[w] .. ARGV[CUT[w]]
       value = call('ZCOUNT', zkey, cut, HI[w])
       if op <= 2 and upd == 1 and (seq + j) %% TRIM_EVERY == 0 then
         -- drop this window's expired entries, and keep its newest MAX_ENTRIES
@@ -346,6 +352,7 @@ class Layout:
             "slots": ", ".join(f"'{s}'" for s in self.slot),
             "slot_chars": ", ".join(f"'\\{s:03d}'" for s in self.slot),
             "slot_lo": ", ".join(f"'{s}{zeros}'" for s in self.slot),
+            "slot_open": ", ".join(f"'({s}'" for s in self.slot),
             "slot_hi": ", ".join(f"'({s + 1}{zeros}'" for s in self.slot),
             "cut_index": ", ".join(str(6 + self.horizons.index(w.window_s * 1000)) for w in ws),
             "horizons": ", ".join(str(w.window_s * 1000) for w in ws),
@@ -527,7 +534,11 @@ class RedisState:
         windows: list[int] = []
         for g, idx, members in groups:
             ki = slot[("s", idx[0])] if len(idx) == 1 else slot[("p", idx)]
-            codes += bytes((g + 1, ki, len(members)))
+            flags = (1 if any(c % 2 and lay.slot[c // 2 - 1] and lay.shared[c // 2 - 1] is None for c, _m in members)
+                     else 0)
+            flags |= 2 if self.layout.nfields[g] else 0
+            flags |= 4 if any(lay.slot[c // 2 - 1] for c, _m in members) else 0
+            codes += bytes((g + 1, ki, len(members), flags))
             for code, m in members:
                 codes += bytes((code, slot[("s", m)] if m is not None else 0))
                 windows.append(code // 2 - 1)
