@@ -307,8 +307,8 @@ def test_model_rules_for_paid_crowds():
 
 def test_model_top_level_rejects_only_on_the_claimants_own_evidence():
     """``model_high`` rejects when the actor score (the campaign's traffic at its usual value) is at level 3 or
-    above too; a top score reached only through the moment gets a face check (``model_high_context``), held for an
-    analyst while a crowd is active. A scorer that writes no actor score acts as before (actor = score)."""
+    above too; a top score reached only through the moment waits for an analyst (``model_high_context``). A scorer
+    that writes no actor score acts as before (actor = score)."""
     levels = [0.1, 0.3, 0.6, 0.9]  # model_score thresholds 10 / 30 / 60 / 90
     members = {f"g{i}": (70, 6) for i in range(5)}
     engine = Engine(gangs=members, model=_ActorScorer())
@@ -327,11 +327,13 @@ def test_model_top_level_rejects_only_on_the_claimants_own_evidence():
 
     out, rules = claim("a", "quiet", 0.95, 70)
     assert out == "reject" and "model_high" in rules and "model_high_context" not in rules
-    out, rules = claim("b", "quiet", 0.95, 40)  # the moment made the difference: a face check
-    assert out == "verify" and "model_high_context" in rules and "model_high" not in rules
+    out, rules = claim("b", "quiet", 0.95, 40)  # the moment made the difference: an analyst decides
+    assert out == "review" and "model_high_context" in rules and "model_high" not in rules
+    out, rules = claim("b2", "quiet", 0.7, 40)  # level 3 on the model: the face check as before
+    assert out == "verify" and "model_elevated" in rules
     for i in range(5):
         claim(f"g{i}", "crowd", 0.05, 5)
-    out, rules = claim("c", "crowd", 0.95, 40)  # ... and while a crowd is active, an analyst
+    out, rules = claim("c", "crowd", 0.95, 40)  # the same while a crowd is active
     assert out == "review" and {"model_high_context", "model_crowd_hold"} <= rules
     out, rules = claim("d", "crowd", 0.95, 60)
     assert out == "reject" and "model_high" in rules

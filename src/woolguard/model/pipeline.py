@@ -58,9 +58,9 @@ def model_rules(levels: list[float]) -> list[dict[str, Any]]:
     A rejection on the model alone needs evidence about the claimant, not only about the moment: the model's top
     level rejects only when its actor score (``model_actor_score``: the same model with the campaign's traffic held
     at its usual value, :meth:`~woolguard.model.scorer.LightGBMScorer.actor_probability`) reaches level
-    ``ACTOR_REJECT_LEVEL`` too; otherwise it asks for a face check (``model_high_context``), which
-    ``model_crowd_hold`` turns into a hold for an analyst while a crowd is active. A shopper who claims while a
-    crowd floods the campaign shares the crowd's moment, not its accounts.
+    ``ACTOR_REJECT_LEVEL`` too; otherwise the payout waits for an analyst (``model_high_context``; a step-up
+    proves nothing against paid people, and the model is at its top level). A shopper who claims while a crowd
+    floods the campaign shares the crowd's moment, not its accounts.
 
     Two rules combine the model with gang evidence, for paid crowds (real people on their own phones, who pass
     any step-up): a known gang member whose payout the model puts at level 2 or above is rejected (two signals
@@ -87,9 +87,9 @@ def model_rules(levels: list[float]) -> list[dict[str, Any]]:
          "description": f"The model's top level (validation FPR <= 0.1%), and level {ACTOR_REJECT_LEVEL} or above "
                         "on the claimant's own features (the campaign's traffic at its usual value): rejected."},
         {"id": "model_high_context", "when": f"model_score >= {t[3]} && model_actor_score < {actor}", "score": 0,
-         "level": 3, "challenge": "face", "reason": "model.score",
+         "level": 3, "review": True, "reason": "model.score",
          "description": f"The model's top level, reached only with the campaign's traffic at that moment (below "
-                        f"level {ACTOR_REJECT_LEVEL} at its usual traffic): a face check, not a rejection."},
+                        f"level {ACTOR_REJECT_LEVEL} at its usual traffic): held for an analyst, not rejected."},
         {"id": "model_elevated", "when": f"model_score >= {t[2]} && model_score < {t[3]}", "score": 0, "level": 3,
          "challenge": "face", "reason": "model.score",
          "description": "The model's level 3 (validation FPR <= 0.5%): a face check."},

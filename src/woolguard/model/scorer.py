@@ -8,8 +8,10 @@ passed through the artifact's calibration (Platt scaling fitted on a period afte
 
 Contributions (LightGBM's ``pred_contrib=True``, SHAP values in log-odds) cost milliseconds for a row, so they are
 computed only when someone reads them: the engine reads them only when the score is high enough to give the
-``model.score`` reason. :class:`ShadowScorer` scores a second model, writes its score into the logged features as
-``model_shadow_score`` and never lets it act.
+``model.score`` reason. With the model's context features (the campaign's traffic: the moment, not the claimant)
+the scorer also writes ``model_actor_score`` into the features: the same trees on the same vector with those
+features held at a reference value (one more single-row call). :class:`ShadowScorer` scores a second model, writes
+its score into the logged features as ``model_shadow_score`` and never lets it act.
 """
 
 from __future__ import annotations
