@@ -135,7 +135,7 @@ def test_actor_score_holds_the_moment_at_its_reference(trained, table):
     genuine = split.train[y[split.train] == 0]
     assert res2.context["camp_accounts_1m"] == float(np.median(x[genuine, j]))
     assert res2.meta()["context_reference"] == res2.context
-    scorer = LightGBMScorer(res.model_text, spec, res.calibration, res.levels, context={"camp_accounts_1m": 3.0})
+    scorer = LightGBMScorer(res.model_text, spec, res.calibration, (), context={"camp_accounts_1m": 3.0})
     plain = LightGBMScorer(res.model_text, spec, res.calibration, res.levels)
     xa = x.copy()
     xa[:, j] = 3.0
@@ -156,6 +156,17 @@ def test_actor_score_holds_the_moment_at_its_reference(trained, table):
         assert other["model_actor_score"] == round(plain.score(dict(feats))[0] * 100)  # no context: the score
     assert differs > 0
     assert np.allclose(scorer.actor_probabilities(x), ref, atol=1e-12)
+    # with levels, only scores near the top level (one score point below it or more) get the second pass
+    p = plain.probabilities(x)
+    levels = [0.01, 0.02, 0.03, float(np.quantile(p, 0.9))]
+    top = LightGBMScorer(res.model_text, spec, res.calibration, levels, context={"camp_accounts_1m": 3.0})
+    assert top.actor_from == levels[3] - 0.01
+    assert (p >= top.actor_from).any() and (p < top.actor_from).any()
+    assert np.allclose(top.actor_probabilities(x), np.where(p < top.actor_from, p, ref), atol=1e-12)
+    for i in range(0, len(tab), max(1, len(tab) // 200)):
+        feats = {n: tab.columns[n][i] for n in tab.columns}
+        top.score(feats)
+        assert feats["model_actor_score"] == round((p[i] if p[i] < top.actor_from else ref[i]) * 100)
 
 
 def test_model_metrics_on_later_day(trained):

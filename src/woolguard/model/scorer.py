@@ -123,6 +123,10 @@ class LightGBMScorer:
         self.context = {k: float(v) for k, v in (context or {}).items() if k in spec.names}
         self._ctx_pos = np.array([spec.names.index(k) for k in self.context], dtype=np.int64)
         self._ctx_val = np.array(list(self.context.values()), dtype=np.float64)
+        #: the actor score is computed from this probability up (the model's top level less one score point, which
+        #: covers the rounding of ``model_score``); below, it is the score: the policy reads it only to confirm a
+        #: top-level score, and a second pass of the trees on every event would double the model's cost
+        self.actor_from = self.levels[3] - 0.01 if len(self.levels) >= 4 else 0.0
         self._row = np.zeros(n, dtype=np.float64)
         self._fill = spec.filler()
         self._out = np.zeros(1, dtype=np.float64)
@@ -164,7 +168,8 @@ class LightGBMScorer:
 
     def score(self, features: Mapping[str, Any]) -> tuple[float, Contributions]:  # type: ignore[override]
         """The calibrated probability and its (lazy) contributions; when ``features`` is a dict, the actor score
-        (:meth:`actor_probability`, × 100) is written into it as ``model_actor_score`` for the policy's rules."""
+        (:meth:`actor_probability`, × 100) is written into it as ``model_actor_score`` for the policy's rules
+        (computed from :attr:`actor_from` up, the score below)."""
         m = self.margin(features)
         p = self.calibration(m)
         contributions = Contributions(self, self._row.copy())
@@ -174,13 +179,15 @@ class LightGBMScorer:
 
     def actor_probability(self, features: Mapping[str, Any]) -> float:
         """The calibrated probability with the context features held at their reference values: what the model
-        says of the claimant at the campaign's usual traffic (the genuine training rows' median). A crowd flooding the
-        campaign raises ``model_score`` for everyone in it, recruits and shoppers alike; it cannot raise this."""
+        says of the claimant at the campaign's usual traffic (the genuine training rows' median). Computed when the
+        probability is at least :attr:`actor_from` (the model's top level, less one score point); below, it is the
+        probability itself. A crowd flooding the campaign raises ``model_score`` for everyone in it, recruits and
+        shoppers alike; it cannot raise this."""
         return self._actor_from_row(self.calibration(self.margin(features)))
 
     def _actor_from_row(self, p: float) -> float:
         # self._row holds the event's vector, p its probability
-        if not self._ctx_pos.size:
+        if not self._ctx_pos.size or p < self.actor_from:
             return p
         self._row[self._ctx_pos] = self._ctx_val
         if self._call(self._fast, self._row_p, self._n_p, self._out_p) != 0:
@@ -210,11 +217,12 @@ class LightGBMScorer:
 
     def actor_probabilities(self, x: np.ndarray, threads: int = 0) -> np.ndarray:
         """:meth:`actor_probability` of every row of ``x``."""
+        p = self.probabilities(x, threads)
         if not self._ctx_pos.size:
-            return self.probabilities(x, threads)
+            return p
         xa = np.array(x, dtype=np.float64, copy=True)
         xa[:, self._ctx_pos] = self._ctx_val
-        return self.probabilities(xa, threads)
+        return np.where(p < self.actor_from, p, self.probabilities(xa, threads))
 
 
 class ShadowScorer:
