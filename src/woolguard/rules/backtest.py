@@ -156,8 +156,12 @@ def backtest(df: pl.DataFrame, active: Policy, candidate: Policy, *, candidate_m
              candidate_actor_score: np.ndarray | None = None) -> dict[str, Any]:
     """What ``candidate`` (with ``candidate_model_score`` if given) changes against ``active`` over ``df``.
 
-    ``candidate_actor_score``: the candidate model's ``model_actor_score`` (default: its ``model_score``)."""
+    ``candidate_actor_score``: the candidate model's ``model_actor_score`` (default: its ``model_score``). Rows
+    logged before the actor score existed get their ``model_score`` as ``model_actor_score`` (what a model without
+    context features gives)."""
     t0 = time.perf_counter()
+    if "model_score" in df.columns and "model_actor_score" not in df.columns:
+        df = df.with_columns(pl.col("model_score").alias("model_actor_score"))
     memo = _Memo(df)
     a = decide_rows(df, active, memo)
     cdf = df
