@@ -101,11 +101,11 @@ def test_candidate_model_actor_score():
     old = backtest(df.drop("model_actor_score"), engine.policy, cand)  # the score stands in for the actor score
     assert (old["candidate"]["gang_rejected"], old["candidate"]["genuine_rejected"]) == (2, 1)
     out = backtest(df, engine.policy, cand, candidate_model_score=np.array([95, 95, 95, 20]),
-                   candidate_actor_score=np.array([70, 40, 95, 20]))
+                   candidate_actor_score=np.array([70, 20, 95, 20]))
     assert (out["candidate"]["gang_rejected"], out["candidate"]["genuine_rejected"]) == (2, 0)
     assert out["candidate"]["genuine_challenged"] == 1  # the moment made the top score: held for an analyst
     same = backtest(df, engine.policy, cand, candidate_model_score=np.array([95, 95, 95, 20]))
     assert same["candidate"]["genuine_rejected"] == 1  # no actor scores given: the candidate's scores
-    c = decide_rows(df.with_columns(pl.Series("model_actor_score", [70, 40, 95, 20])), cand)
+    c = decide_rows(df.with_columns(pl.Series("model_actor_score", [70, 20, 95, 20])), cand)
     assert c["outcome"].tolist() == [CODES[o] for o in ("reject", "review", "reject", "pass")]
     assert c["masks"]["model_high_context"].tolist() == [False, True, False, False]

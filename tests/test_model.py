@@ -12,7 +12,7 @@ from woolguard.engine import Engine
 from woolguard.events import PAYOUT_KINDS, Account, Event, EventKind
 from woolguard.model import metrics
 from woolguard.model.features import FeatureSpec, context_features, replay_events, spec_for_engine
-from woolguard.model.pipeline import TIME_ONLY, policy_with_model, sim_engine
+from woolguard.model.pipeline import ACTOR_REJECT_LEVEL, TIME_ONLY, policy_with_model, sim_engine
 from woolguard.model.registry import Registry, RegistryError
 from woolguard.model.scorer import Calibration, LightGBMScorer, ShadowScorer
 from woolguard.model.train import random_split, time_split, train
@@ -317,9 +317,9 @@ def test_model_rules_for_paid_crowds():
 
 
 def test_model_top_level_rejects_only_on_the_claimants_own_evidence():
-    """``model_high`` rejects when the actor score (the campaign's traffic at its usual value) is at level 3 or
-    above too; a top score reached only through the moment waits for an analyst (``model_high_context``). A scorer
-    that writes no actor score acts as before (actor = score)."""
+    """``model_high`` rejects when the actor score (the campaign's traffic at its usual value) is at level
+    ``ACTOR_REJECT_LEVEL`` (2) or above too; a top score reached only through the moment waits for an analyst
+    (``model_high_context``). A scorer that writes no actor score acts as before (actor = score)."""
     levels = [0.1, 0.3, 0.6, 0.9]  # model_score thresholds 10 / 30 / 60 / 90
     members = {f"g{i}": (70, 6) for i in range(5)}
     engine = Engine(gangs=members, model=_ActorScorer())
@@ -336,15 +336,16 @@ def test_model_top_level_rejects_only_on_the_claimants_own_evidence():
         assert d.features["model_actor_score"] == actor
         return d.outcome.value, {r.rule for r in d.reasons}
 
-    out, rules = claim("a", "quiet", 0.95, 70)
+    assert ACTOR_REJECT_LEVEL == 2
+    out, rules = claim("a", "quiet", 0.95, 30)
     assert out == "reject" and "model_high" in rules and "model_high_context" not in rules
-    out, rules = claim("b", "quiet", 0.95, 40)  # the moment made the difference: an analyst decides
+    out, rules = claim("b", "quiet", 0.95, 29)  # the moment made the difference: an analyst decides
     assert out == "review" and "model_high_context" in rules and "model_high" not in rules
-    out, rules = claim("b2", "quiet", 0.7, 40)  # level 3 on the model: the face check as before
+    out, rules = claim("b2", "quiet", 0.7, 20)  # level 3 on the model: the face check as before
     assert out == "verify" and "model_elevated" in rules
     for i in range(5):
         claim(f"g{i}", "crowd", 0.05, 5)
-    out, rules = claim("c", "crowd", 0.95, 40)  # the same while a crowd is active
+    out, rules = claim("c", "crowd", 0.95, 10)  # the same while a crowd is active
     assert out == "review" and {"model_high_context", "model_crowd_hold"} <= rules
     out, rules = claim("d", "crowd", 0.95, 60)
     assert out == "reject" and "model_high" in rules
