@@ -102,10 +102,11 @@ def bench_backtest(out: dict, rows: int) -> dict:
     tab = out["table"]
     r = out["result"]
     names = out["feature_names"]
-    scorer = LightGBMScorer(r.model_text, r.spec, r.calibration, r.levels)
+    scorer = LightGBMScorer(r.model_text, r.spec, r.calibration, r.levels, context=r.context)
     x = r.spec.matrix(tab.columns)
     base = frame_from_table(tab, names).with_columns(
-        pl.Series("model_score", np.rint(scorer.probabilities(x) * 100).astype(np.int64)))
+        pl.Series("model_score", np.rint(scorer.probabilities(x) * 100).astype(np.int64)),
+        pl.Series("model_actor_score", np.rint(scorer.actor_probabilities(x) * 100).astype(np.int64)))
     copies = -(-rows // base.height)
     day = 86_400_000
     span = int(base["ts"].max() - base["ts"].min()) // day + 1
@@ -131,7 +132,7 @@ def bench_backtest(out: dict, rows: int) -> dict:
 def bench_inference(out: dict) -> dict:
     r = out["result"]
     tab = out["table"]
-    scorer = LightGBMScorer(r.model_text, r.spec, r.calibration, r.levels)
+    scorer = LightGBMScorer(r.model_text, r.spec, r.calibration, r.levels, context=r.context)
     booster = lgb.Booster(model_str=r.model_text)
     test = np.nonzero(tab.ts >= int(r.split["test"]["first_ts"]))[0]
     feats = [{n: tab.columns[n][i] for n in tab.columns} for i in test]

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from woolguard.cli import app
 from woolguard.engine import default_policy_text
 from woolguard.model.features import replay_events
-from woolguard.model.pipeline import sim_engine
+from woolguard.model.pipeline import policy_with_model, sim_engine
 from woolguard.rules.backtest import backtest, decide_rows, frame_from_table
 from woolguard.sim import SimConfig, simulate
 
@@ -87,3 +87,25 @@ def test_review_rules_hold_like_the_engine():
                        "kind": ["claim"] * 5})
     res = decide_rows(df, pol)
     assert res["outcome"].tolist() == [CODES[o] for o in ("pass", "review", "review", "reject", "verify")]
+
+
+def test_candidate_model_actor_score():
+    """The model's rules read ``model_actor_score``: a candidate model's actor scores are used when given, else its
+    scores; rows logged before the actor score existed read their ``model_score``."""
+    engine, _, _ = _frame()
+    levels = [0.1, 0.3, 0.6, 0.9]  # model_score thresholds 10 / 30 / 60 / 90
+    cand = engine.load_policy_text(policy_with_model(levels))
+    rows = {"model_score": [95, 95, 95, 20], "tier": [0] * 4, "kind": ["claim"] * 4, "label": [1, 0, 1, 0],
+            "value": [1.0] * 4, "acct_gap_cv": [-1] * 4, "dev_gap_cv": [-1] * 4}  # (-1: too few gaps known)
+    df = pl.DataFrame({**{n: [v] * 4 for n, v in engine.neutral_features().items() if n not in rows}, **rows})
+    old = backtest(df.drop("model_actor_score"), engine.policy, cand)  # the score stands in for the actor score
+    assert (old["candidate"]["gang_rejected"], old["candidate"]["genuine_rejected"]) == (2, 1)
+    out = backtest(df, engine.policy, cand, candidate_model_score=np.array([95, 95, 95, 20]),
+                   candidate_actor_score=np.array([70, 20, 95, 20]))
+    assert (out["candidate"]["gang_rejected"], out["candidate"]["genuine_rejected"]) == (2, 0)
+    assert out["candidate"]["genuine_challenged"] == 1  # the moment made the top score: held for an analyst
+    same = backtest(df, engine.policy, cand, candidate_model_score=np.array([95, 95, 95, 20]))
+    assert same["candidate"]["genuine_rejected"] == 1  # no actor scores given: the candidate's scores
+    c = decide_rows(df.with_columns(pl.Series("model_actor_score", [70, 20, 95, 20])), cand)
+    assert c["outcome"].tolist() == [CODES[o] for o in ("reject", "review", "reject", "pass")]
+    assert c["masks"]["model_high_context"].tolist() == [False, True, False, False]

@@ -11,8 +11,8 @@ import pytest
 from woolguard.engine import Engine
 from woolguard.events import PAYOUT_KINDS, Account, Event, EventKind
 from woolguard.model import metrics
-from woolguard.model.features import FeatureSpec, replay_events, spec_for_engine
-from woolguard.model.pipeline import TIME_ONLY, policy_with_model, sim_engine
+from woolguard.model.features import FeatureSpec, context_features, replay_events, spec_for_engine
+from woolguard.model.pipeline import ACTOR_REJECT_LEVEL, TIME_ONLY, policy_with_model, sim_engine
 from woolguard.model.registry import Registry, RegistryError
 from woolguard.model.scorer import Calibration, LightGBMScorer, ShadowScorer
 from woolguard.model.train import random_split, time_split, train
@@ -117,6 +117,58 @@ def test_scorer_equals_lightgbm_predict(trained, table):
     assert all(v > 0 for _, v in top) and top == sorted(top, key=lambda kv: -kv[1])
 
 
+def test_actor_score_holds_the_moment_at_its_reference(trained, table):
+    """The actor score is the same model with the features that describe the moment (the campaign's traffic) held
+    at the genuine training rows' median: written into the features as ``model_actor_score``, equal to the batch form,
+    equal to the score when the moment is the usual one or the model has no context; contributions stay those of
+    the event's own vector."""
+    x, y, spec, res = trained
+    names, tab = table
+    ctx = context_features(spec.names)
+    assert "camp_accounts_1m" in ctx and "camp_gang_accounts_10m" in ctx and "camp_acct_payouts" not in ctx
+    assert "acct_payouts_1d" not in ctx and context_features(names) == [n for n in names if n in set(
+        context_features(names))]
+    split = time_split(tab.ts, y, test_from_ms=CFG.start_ms + 86_400_000)
+    res2 = train(x, y, tab.ts, spec, split, threads=1, max_rounds=20, context=ctx)
+    assert set(res2.context) == set(ctx)
+    j = spec.names.index("camp_accounts_1m")
+    genuine = split.train[y[split.train] == 0]
+    assert res2.context["camp_accounts_1m"] == float(np.median(x[genuine, j]))
+    assert res2.meta()["context_reference"] == res2.context
+    scorer = LightGBMScorer(res.model_text, spec, res.calibration, (), context={"camp_accounts_1m": 3.0})
+    plain = LightGBMScorer(res.model_text, spec, res.calibration, res.levels)
+    xa = x.copy()
+    xa[:, j] = 3.0
+    ref = plain.probabilities(xa)
+    differs = 0
+    for i in range(0, len(tab), max(1, len(tab) // 200)):
+        feats = {n: tab.columns[n][i] for n in tab.columns}
+        p, contrib = scorer.score(feats)
+        assert abs(p - plain.score(dict(feats))[0]) <= 1e-12  # the score itself is unchanged
+        assert abs(scorer.actor_probability(feats) - ref[i]) <= 1e-9
+        assert feats["model_actor_score"] == round(scorer.actor_probability(feats) * 100)
+        assert list(contrib) == plain.contributions(x[i])  # from the event's own vector
+        differs += feats["model_actor_score"] != round(p * 100)
+        if tab.columns["camp_accounts_1m"][i] == 3:
+            assert feats["model_actor_score"] == round(p * 100)
+        other = dict(feats)
+        plain.score(other)
+        assert other["model_actor_score"] == round(plain.score(dict(feats))[0] * 100)  # no context: the score
+    assert differs > 0
+    assert np.allclose(scorer.actor_probabilities(x), ref, atol=1e-12)
+    # with levels, only scores near the top level (one score point below it or more) get the second pass
+    p = plain.probabilities(x)
+    levels = [0.01, 0.02, 0.03, float(np.quantile(p, 0.9))]
+    top = LightGBMScorer(res.model_text, spec, res.calibration, levels, context={"camp_accounts_1m": 3.0})
+    assert top.actor_from == levels[3] - 0.01
+    assert (p >= top.actor_from).any() and (p < top.actor_from).any()
+    assert np.allclose(top.actor_probabilities(x), np.where(p < top.actor_from, p, ref), atol=1e-12)
+    for i in range(0, len(tab), max(1, len(tab) // 200)):
+        feats = {n: tab.columns[n][i] for n in tab.columns}
+        top.score(feats)
+        assert feats["model_actor_score"] == round((p[i] if p[i] < top.actor_from else ref[i]) * 100)
+
+
 def test_model_metrics_on_later_day(trained):
     _, _, _, res = trained
     assert res.split["train"]["last_ts"] < res.split["test"]["first_ts"]
@@ -209,8 +261,17 @@ class _ValueScorer:
         return features["value_fen"] / 10_000, []
 
 
+class _ActorScorer(_ValueScorer):
+    """The same, writing the actor score from the order amount in yuan (0-100), as the LightGBM scorer writes its
+    own."""
+
+    def score(self, features):
+        features["model_actor_score"] = round(features["amount_fen"] / 100)
+        return super().score(features)
+
+
 def test_model_rules_for_paid_crowds():
-    """The model's gang rules: a known member at model level >= 3 is rejected; a payout at model level >= 2 while a
+    """The model's gang rules: a known member at model level >= 2 is rejected; a payout at model level >= 2 while a
     detected crowd (>= 5 known members, >= 10 % of the campaign's active accounts in 10 min) is active is held for
     an analyst; the same payout without the crowd only gets the level-2 step-up."""
     levels = [0.1, 0.3, 0.6, 0.9]  # model_score thresholds 10 / 30 / 60 / 90
@@ -233,7 +294,9 @@ def test_model_rules_for_paid_crowds():
         assert out == "review" and "gang_member_payout_hold" in rules and "model_gang_member" not in rules
     out, rules = claim("g0", "crowd", 0.65, 5)
     assert out == "reject" and "model_gang_member" in rules
-    out, rules = claim("g1", "crowd", 0.4, 5)  # a member below model level 3: still only held
+    out, rules = claim("g1", "crowd", 0.4, 5)  # a member at model level 2: rejected too
+    assert out == "reject" and "model_gang_member" in rules
+    out, rules = claim("g2", "crowd", 0.2, 5)  # a member below model level 2: only held
     assert out == "review" and "model_gang_member" not in rules
     out, rules = claim("recruit", "crowd", 0.4, 10)  # unknown account, model level 2, crowd active
     assert out == "review" and "model_crowd_hold" in rules
@@ -251,3 +314,43 @@ def test_model_rules_for_paid_crowds():
     # ten minutes later the crowd's members have left the window: no hold
     out, rules = claim("later", "crowd", 0.4, 700)
     assert out == "verify" and "model_crowd_hold" not in rules
+
+
+def test_model_top_level_rejects_only_on_the_claimants_own_evidence():
+    """``model_high`` rejects when the actor score (the campaign's traffic at its usual value) is at level
+    ``ACTOR_REJECT_LEVEL`` (2) or above too; a top score reached only through the moment waits for an analyst
+    (``model_high_context``). A scorer that writes no actor score acts as before (actor = score)."""
+    levels = [0.1, 0.3, 0.6, 0.9]  # model_score thresholds 10 / 30 / 60 / 90
+    members = {f"g{i}": (70, 6) for i in range(5)}
+    engine = Engine(gangs=members, model=_ActorScorer())
+    engine.set_policy(engine.load_policy_text(policy_with_model(levels)))
+    t0 = 1_800_000_000_000
+    n = 0
+
+    def claim(acct: str, campaign: str, p: float, actor: int, dt_s: int = 0):
+        nonlocal n
+        n += 1
+        ev = Event(event_id=f"e{n}", kind=EventKind.CLAIM, ts=t0 + dt_s * 1000, campaign_id=campaign,
+                   account=Account(id=acct), value=p * 100, amount=float(actor))
+        d = engine.decide(ev)
+        assert d.features["model_actor_score"] == actor
+        return d.outcome.value, {r.rule for r in d.reasons}
+
+    assert ACTOR_REJECT_LEVEL == 2
+    out, rules = claim("a", "quiet", 0.95, 30)
+    assert out == "reject" and "model_high" in rules and "model_high_context" not in rules
+    out, rules = claim("b", "quiet", 0.95, 29)  # the moment made the difference: an analyst decides
+    assert out == "review" and "model_high_context" in rules and "model_high" not in rules
+    out, rules = claim("b2", "quiet", 0.7, 20)  # level 3 on the model: the face check as before
+    assert out == "verify" and "model_elevated" in rules
+    for i in range(5):
+        claim(f"g{i}", "crowd", 0.05, 5)
+    out, rules = claim("c", "crowd", 0.95, 10)  # the same while a crowd is active
+    assert out == "review" and {"model_high_context", "model_crowd_hold"} <= rules
+    out, rules = claim("d", "crowd", 0.95, 60)
+    assert out == "reject" and "model_high" in rules
+    plain = Engine(model=_ValueScorer())
+    plain.set_policy(plain.load_policy_text(policy_with_model(levels)))
+    d = plain.decide(Event(event_id="p1", kind=EventKind.CLAIM, ts=t0, campaign_id="quiet", account=Account(id="x"),
+                           value=95.0))
+    assert d.outcome.value == "reject" and d.features["model_actor_score"] == d.features["model_score"] == 95

@@ -1100,7 +1100,7 @@ def backtest(
             df = bt.frame_from_decision_log(database, tenant, _epoch_ms(since, "since"), _epoch_ms(until, "until"))
     if df.height == 0:
         _fail("no rows to backtest")
-    cms = None
+    cms = cas = None
     if candidate_model:
         import numpy as np
 
@@ -1109,8 +1109,10 @@ def backtest(
         mname, _, ver = candidate_model.partition("@")
         scorer = Registry(models).scorer(mname, int(ver.lstrip("v")))
         cols = {n: df[n].to_list() for n in scorer.spec.names if n in df.columns}
-        cms = np.rint(scorer.probabilities(scorer.spec.matrix(cols)) * 100).astype(np.int64)
-    out = bt.backtest(df, active, cand, candidate_model_score=cms)
+        xm = scorer.spec.matrix(cols)
+        cms = np.rint(scorer.probabilities(xm) * 100).astype(np.int64)
+        cas = np.rint(scorer.actor_probabilities(xm) * 100).astype(np.int64)
+    out = bt.backtest(df, active, cand, candidate_model_score=cms, candidate_actor_score=cas)
     t = Table(title=f"backtest of {out['events']:,} events ({out['payout_events']:,} payouts) in {out['seconds']} s")
     for col in ("", "gang rejected %", "gang stopped or challenged %", "genuine rejected %", "genuine friction %",
                 "money saved ¥"):

@@ -47,7 +47,12 @@ class CampaignInfo:
 
 
 class Scorer(Protocol):
-    """A learned model: a probability of fraud (0-1) and the features that pushed it most."""
+    """A learned model: a probability of fraud (0-1) and the features that pushed it most.
+
+    A scorer may also write ``model_actor_score`` (0-100) into the features mapping it is given: the model's score
+    with the features that describe the moment rather than the claimant (the campaign's traffic) held at a
+    reference value (:class:`woolguard.model.scorer.LightGBMScorer`). When it does not, the engine sets it to
+    ``model_score``."""
 
     def score(self, features: Mapping[str, Any]) -> tuple[float, list[tuple[str, float]]]: ...
 
@@ -63,7 +68,7 @@ STATIC_FEATURES: dict[str, Any] = {
     "phone_missing": True, "phone_virtual": False, "phone_iot": False, "phone_data": False,
     "phone_invalid": False, "phone_foreign": False,
     "has_inviter": False, "has_code": False,
-    "gang_score": 0, "gang_size": 0, "model_score": 0,
+    "gang_score": 0, "gang_size": 0, "model_score": 0, "model_actor_score": 0,
 }
 
 
@@ -240,14 +245,20 @@ class Engine:
         gang = self.gangs.get(acct.id)
         f["gang_score"], f["gang_size"] = gang if gang is not None else (0, 0)
         f["model_score"] = 0
+        f["model_actor_score"] = 0
 
     def _decide(self, ev: Event, ents: dict[str, str | None], feats: dict[str, Any]) -> Decision:
         policy = self.policy_for(ev.campaign_id)
         reasons: list[Reason] = []
         contributions: list[tuple[str, float]] = []
         if self.model is not None:
+            # a scorer that knows the model's context features writes the actor score (0-100) into the mapping;
+            # for any other, the actor score is the score
+            feats["model_actor_score"] = -1
             prob, contributions = self.model.score(feats)
-            feats["model_score"] = round(prob * 100)
+            ms = feats["model_score"] = round(prob * 100)
+            if feats["model_actor_score"] < 0:
+                feats["model_actor_score"] = ms
         fired, failed = policy.evaluate(ev.kind, feats)
         score = 0
         forced = 0

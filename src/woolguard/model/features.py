@@ -20,9 +20,12 @@ from typing import Any
 import numpy as np
 
 from woolguard.events import PAYOUT_KINDS, Decision, Event, EventKind
+from woolguard.features.catalog import DEFAULT_WINDOWS
 
 #: Features that are outputs of the model or labels in disguise: never inputs.
-EXCLUDED = frozenset({"model_score", "model_shadow_score"})
+EXCLUDED = frozenset({"model_score", "model_actor_score", "model_shadow_score"})
+#: Static features that only say *when* an event happens (see :func:`context_features`).
+WHEN_FEATURES = ("campaign_age_s", "hour")
 KIND_CODES: dict[str, int] = {k.value: i for i, k in enumerate(EventKind)}
 
 
@@ -83,6 +86,16 @@ class FeatureSpec:
             else:
                 out[:, j] = np.asarray(col, dtype=np.float64)
         return out
+
+
+def context_features(names: Iterable[str]) -> list[str]:
+    """Of ``names``, the features that describe the moment rather than the claimant: windows keyed by the campaign
+    alone (its whole traffic, its known gang members active: ``camp_accounts_1m``, ``camp_gang_accounts_10m``, ...)
+    and :data:`WHEN_FEATURES`. A genuine shopper who claims while a crowd floods the campaign shares all of them
+    with the crowd; the model's actor score (:class:`~woolguard.model.scorer.LightGBMScorer`) holds them at a
+    reference value."""
+    moment = {w.name for w in DEFAULT_WINDOWS if w.key == ("campaign",)} | set(WHEN_FEATURES)
+    return [n for n in names if n in moment]
 
 
 def spec_for_engine(feature_names: Sequence[str], sample: Mapping[str, Any] | None = None) -> FeatureSpec:

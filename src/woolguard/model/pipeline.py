@@ -26,7 +26,7 @@ import yaml
 from woolguard.engine import GANG_ACTIVE_SCORE, CampaignInfo, Engine, default_policy_text
 from woolguard.events import PAYOUT_KINDS, Event
 from woolguard.gangs.schedule import DEFAULT_INTERVAL_S, DEFAULT_WINDOW_S
-from woolguard.model.features import FeatureTable, replay_events, spec_for_engine
+from woolguard.model.features import FeatureTable, context_features, replay_events, spec_for_engine
 from woolguard.model.registry import Registry
 from woolguard.model.report import render_html
 from woolguard.model.scorer import LightGBMScorer
@@ -46,32 +46,51 @@ def score_thresholds(levels: list[float]) -> list[int]:
 CROWD_MIN_MEMBERS = 5
 #: ... making up at least this share (%) of the accounts active in the campaign in those 10 minutes.
 CROWD_MIN_SHARE_PCT = 10
+#: The model's top level rejects only when the actor score (the campaign's traffic at its usual value) reaches
+#: this level too: the claimant's own features would still ask for a step-up on a quiet day. (Level 3 was tried
+#: first: it cost 0.8 points of catch on an unseen seed; bench/README.md, model section.)
+ACTOR_REJECT_LEVEL = 2
 
 
 def model_rules(levels: list[float]) -> list[dict[str, Any]]:
     """Policy rules acting on the model: each sets a floor on the level (score 0, so that the model's rules never
     add up with each other): level 2 asks for a captcha, level 3 a face check, level 4 rejects.
 
+    A rejection on the model alone needs evidence about the claimant, not only about the moment: the model's top
+    level rejects only when its actor score (``model_actor_score``: the same model with the campaign's traffic held
+    at its usual value, :meth:`~woolguard.model.scorer.LightGBMScorer.actor_probability`) reaches level
+    ``ACTOR_REJECT_LEVEL`` too; otherwise the payout waits for an analyst (``model_high_context``; a step-up
+    proves nothing against paid people, and the model is at its top level). A shopper who claims while a crowd
+    floods the campaign shares the crowd's moment, not its accounts.
+
     Two rules combine the model with gang evidence, for paid crowds (real people on their own phones, who pass
-    any step-up): a known gang member whose payout the model puts at level 3 or above is rejected (two signals
-    agree, and a face check proves nothing against a person paid to show their face); a payout the model puts at
-    level 2 or above while a detected crowd is active in the campaign (``CROWD_MIN_MEMBERS``,
-    ``CROWD_MIN_SHARE_PCT``) is held for an analyst instead of a step-up — recruits answering the same instruction
-    arrive with the known members, before any evidence against them exists."""
+    any step-up): a known gang member whose payout the model puts at level 2 or above is rejected (two signals
+    agree — the account's own membership is evidence about the claimant — and a step-up proves nothing against a
+    person paid to pass it); a payout the model puts at level 2 or above while a detected crowd is active in the
+    campaign (``CROWD_MIN_MEMBERS``, ``CROWD_MIN_SHARE_PCT``) is held for an analyst instead of a step-up —
+    recruits answering the same instruction arrive with the known members, before any evidence against them
+    exists."""
     t = score_thresholds(levels)
     payout_kinds = sorted(k.value for k in PAYOUT_KINDS)
     crowd = (f"camp_gang_accounts_10m >= {CROWD_MIN_MEMBERS} && "
              f"camp_gang_accounts_10m * 100 >= camp_accounts_10m * {CROWD_MIN_SHARE_PCT}")
+    actor = t[ACTOR_REJECT_LEVEL - 1]
     return [
-        {"id": "model_gang_member", "when": f"model_score >= {t[2]} && gang_score >= {GANG_ACTIVE_SCORE}",
+        {"id": "model_gang_member", "when": f"model_score >= {t[1]} && gang_score >= {GANG_ACTIVE_SCORE}",
          "score": 0, "level": 4, "reason": "gang.member", "kinds": payout_kinds,
-         "description": "A member of a detected gang whose payout the model puts at level 3 or above: rejected."},
+         "description": "A member of a detected gang whose payout the model puts at level 2 or above: rejected."},
         {"id": "model_crowd_hold", "when": f"model_score >= {t[1]} && {crowd}", "score": 0, "review": True,
          "reason": "gang.crowd", "kinds": payout_kinds,
          "description": "A payout the model puts at level 2 or above while a detected crowd is active in the "
                         "campaign: held for an analyst (a step-up proves nothing against paid people)."},
-        {"id": "model_high", "when": f"model_score >= {t[3]}", "score": 0, "level": 4, "reason": "model.score",
-         "description": "The model's top level (validation FPR <= 0.1%)."},
+        {"id": "model_high", "when": f"model_score >= {t[3]} && model_actor_score >= {actor}", "score": 0,
+         "level": 4, "reason": "model.score",
+         "description": f"The model's top level (validation FPR <= 0.1%), and level {ACTOR_REJECT_LEVEL} or above "
+                        "on the claimant's own features (the campaign's traffic at its usual value): rejected."},
+        {"id": "model_high_context", "when": f"model_score >= {t[3]} && model_actor_score < {actor}", "score": 0,
+         "level": 3, "review": True, "reason": "model.score",
+         "description": f"The model's top level, reached only with the campaign's traffic at that moment (below "
+                        f"level {ACTOR_REJECT_LEVEL} at its usual traffic): held for an analyst, not rejected."},
         {"id": "model_elevated", "when": f"model_score >= {t[2]} && model_score < {t[3]}", "score": 0, "level": 3,
          "challenge": "face", "reason": "model.score",
          "description": "The model's level 3 (validation FPR <= 0.5%): a face check."},
@@ -150,11 +169,12 @@ def train_sim(cfg: Any, *, test_days: int = 1, registry: Registry | None = None,
     x, spec = _engine_matrix(tab, engine.feature_names, exclude)
     y = tab.label.astype(np.int64)
     split = time_split(tab.ts, y, test_from_ms=test_from)
-    result = train(x, y, tab.ts, spec, split, params=params, threads=threads)
+    result = train(x, y, tab.ts, spec, split, params=params, threads=threads, context=context_features(spec.names))
     out: dict[str, Any] = {"rows": len(tab), "replay_seconds": round(replay_s, 1), "result": result,
                            "rules_only_test": _figures(base.to_dict())}
     if evaluate:
-        scorer = LightGBMScorer(result.model_text, result.spec, result.calibration, result.levels)
+        scorer = LightGBMScorer(result.model_text, result.spec, result.calibration, result.levels,
+                                context=result.context)
         policy_text = policy_with_model(result.levels)
         engine2 = sim_engine(cfg, model=scorer, policy_text=policy_text)
         both = Report(challenge_passed)
@@ -197,7 +217,8 @@ def train_events(path: str | Path, *, test_frac: float = 0.3, registry: Registry
     tab = replay_events(read_jsonl(Path(path)), engine)
     x, spec = _engine_matrix(tab, engine.feature_names, exclude)
     y = tab.label.astype(np.int64)
-    result = train(x, y, tab.ts, spec, time_split(tab.ts, y, test_frac), params=params, threads=threads)
+    result = train(x, y, tab.ts, spec, time_split(tab.ts, y, test_frac), params=params, threads=threads,
+                   context=context_features(spec.names))
     out: dict[str, Any] = {"rows": len(tab), "result": result}
     if registry is not None:
         out["version"], out["meta"] = save(result, registry, name, {"source": {"kind": "events", "path": str(path)},

@@ -148,7 +148,7 @@ class Registry:
         cal = meta.get("calibration", {})
         return LightGBMScorer(text, FeatureSpec.from_dict(meta["features"]),
                               Calibration(cal.get("a", 1.0), cal.get("b", 0.0)), meta.get("levels", []),
-                              ref=f"{name}@v{version}")
+                              ref=f"{name}@v{version}", context=meta.get("context_reference") or {})
 
     def engine_scorer(self, name: str) -> LightGBMScorer | ShadowScorer | None:
         """What the engine should be given: the active model, wrapped with the shadow one if any."""

@@ -8,8 +8,10 @@ passed through the artifact's calibration (Platt scaling fitted on a period afte
 
 Contributions (LightGBM's ``pred_contrib=True``, SHAP values in log-odds) cost milliseconds for a row, so they are
 computed only when someone reads them: the engine reads them only when the score is high enough to give the
-``model.score`` reason. :class:`ShadowScorer` scores a second model, writes its score into the logged features as
-``model_shadow_score`` and never lets it act.
+``model.score`` reason. With the model's context features (the campaign's traffic: the moment, not the claimant)
+the scorer also writes ``model_actor_score`` into the features: the same trees on the same vector with those
+features held at a reference value (one more single-row call). :class:`ShadowScorer` scores a second model, writes
+its score into the logged features as ``model_shadow_score`` and never lets it act.
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ class LightGBMScorer:
     """A trained model as the engine's scorer. Not thread-safe (one per engine, like the engine)."""
 
     def __init__(self, model_text: str, spec: FeatureSpec, calibration: Calibration | None = None,
-                 levels: Sequence[float] = (), ref: str = ""):
+                 levels: Sequence[float] = (), ref: str = "", context: Mapping[str, float] | None = None):
         self.booster = lgb.Booster(model_str=model_text)
         self.spec = spec
         self.feature_names = list(spec.names)
@@ -116,6 +118,15 @@ class LightGBMScorer:
         n = len(spec.names)
         if self.booster.num_feature() != n:
             raise ValueError(f"model has {self.booster.num_feature()} features, spec names {n}")
+        #: the model's context features (the moment, not the claimant) and the reference value each is held at
+        #: for the actor score; empty: the actor score is the score
+        self.context = {k: float(v) for k, v in (context or {}).items() if k in spec.names}
+        self._ctx_pos = np.array([spec.names.index(k) for k in self.context], dtype=np.int64)
+        self._ctx_val = np.array(list(self.context.values()), dtype=np.float64)
+        #: the actor score is computed from this probability up (the model's top level less one score point, which
+        #: covers the rounding of ``model_score``); below, it is the score: the policy reads it only to confirm a
+        #: top-level score, and a second pass of the trees on every event would double the model's cost
+        self.actor_from = self.levels[3] - 0.01 if len(self.levels) >= 4 else 0.0
         self._row = np.zeros(n, dtype=np.float64)
         self._fill = spec.filler()
         self._out = np.zeros(1, dtype=np.float64)
@@ -156,8 +167,32 @@ class LightGBMScorer:
         return sigmoid(self.margin(features))
 
     def score(self, features: Mapping[str, Any]) -> tuple[float, Contributions]:  # type: ignore[override]
+        """The calibrated probability and its (lazy) contributions; when ``features`` is a dict, the actor score
+        (:meth:`actor_probability`, × 100) is written into it as ``model_actor_score`` for the policy's rules
+        (computed from :attr:`actor_from` up, the score below)."""
         m = self.margin(features)
-        return self.calibration(m), Contributions(self, self._row.copy())
+        p = self.calibration(m)
+        contributions = Contributions(self, self._row.copy())
+        if isinstance(features, dict):
+            features["model_actor_score"] = round(self._actor_from_row(p) * 100)
+        return p, contributions
+
+    def actor_probability(self, features: Mapping[str, Any]) -> float:
+        """The calibrated probability with the context features held at their reference values: what the model
+        says of the claimant at the campaign's usual traffic (the genuine training rows' median). Computed when the
+        probability is at least :attr:`actor_from` (the model's top level, less one score point); below, it is the
+        probability itself. A crowd flooding the campaign raises ``model_score`` for everyone in it, recruits and
+        shoppers alike; it cannot raise this."""
+        return self._actor_from_row(self.calibration(self.margin(features)))
+
+    def _actor_from_row(self, p: float) -> float:
+        # self._row holds the event's vector, p its probability
+        if not self._ctx_pos.size or p < self.actor_from:
+            return p
+        self._row[self._ctx_pos] = self._ctx_val
+        if self._call(self._fast, self._row_p, self._n_p, self._out_p) != 0:
+            raise lgb.basic.LightGBMError(lgb.basic._LIB.LGBM_GetLastError().decode("utf-8"))
+        return self.calibration(float(self._out[0]))
 
     def level(self, probability: float) -> int:
         level = 0
@@ -180,6 +215,15 @@ class LightGBMScorer:
     def probabilities(self, x: np.ndarray, threads: int = 0) -> np.ndarray:
         return self.calibration.batch(self.margins(x, threads))
 
+    def actor_probabilities(self, x: np.ndarray, threads: int = 0) -> np.ndarray:
+        """:meth:`actor_probability` of every row of ``x``."""
+        p = self.probabilities(x, threads)
+        if not self._ctx_pos.size:
+            return p
+        xa = np.array(x, dtype=np.float64, copy=True)
+        xa[:, self._ctx_pos] = self._ctx_val
+        return np.where(p < self.actor_from, p, self.probabilities(xa, threads))
+
 
 class ShadowScorer:
     """The active model acts; the shadow one is scored on the same features and only logged.
@@ -198,6 +242,7 @@ class ShadowScorer:
         p, _ = self.shadow.score(features)
         if isinstance(features, dict):
             features["model_shadow_score"] = round(p * 100)
+            features["model_actor_score"] = -1  # the shadow's actor score never acts either
         if self.active is None:
             return 0.0, []
         return self.active.score(features)

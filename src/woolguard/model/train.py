@@ -15,6 +15,7 @@ on the raw probability is removed by the Platt calibration fitted on the validat
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,18 +134,25 @@ class TrainResult:
     rounds: int
     seconds: float
     test_scores: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    #: context feature -> the value the actor score holds it at (the genuine training rows' median); see
+    #: :meth:`woolguard.model.scorer.LightGBMScorer.actor_probability`
+    context: dict[str, float] = field(default_factory=dict)
 
     def meta(self) -> dict[str, Any]:
         return {"features": self.spec.to_dict(), "calibration": self.calibration.to_dict(), "split": self.split,
                 "metrics": self.metrics, "levels": self.levels, "importance": self.importance, "drift": self.drift,
                 "reference": self.reference, "params": self.params, "rounds": self.rounds,
-                "train_seconds": round(self.seconds, 2)}
+                "train_seconds": round(self.seconds, 2), "context_reference": self.context}
 
 
 def train(x: np.ndarray, y: np.ndarray, ts: np.ndarray, spec: FeatureSpec, split: Split, *,
           params: dict[str, Any] | None = None, threads: int = 2, max_rounds: int = MAX_ROUNDS,
-          screen_psi: float | None = None) -> TrainResult:
+          screen_psi: float | None = None, context: Sequence[str] = ()) -> TrainResult:
     """Fit on ``split.train`` (early stopping on ``split.valid``), calibrate on valid, measure on test.
+
+    ``context``: features that describe the moment rather than the claimant
+    (:func:`woolguard.model.features.context_features`); the result keeps each one's median over the genuine
+    training rows (the moment a genuine shopper typically claims at), the value the scorer's actor score holds it at.
 
     ``screen_psi``: leave out every feature whose PSI between the training rows and the validation slice exceeds
     it (features that drift within the training data; decided without the test rows). The dropped ones are listed
@@ -196,8 +204,11 @@ def train(x: np.ndarray, y: np.ndarray, ts: np.ndarray, spec: FeatureSpec, split
     reference = reference_of(x[split.train], ptr, spec)
     drift = drift_report(reference, x[split.test], pt, spec)
     used = {**p, "screen_psi": screen_psi, "screened_out": screened}
+    genuine = split.train[y[split.train] == 0]
+    ctx = {n: float(np.nanmedian(x[genuine, spec.names.index(n)])) for n in context if n in spec.names}
     return TrainResult(model_text, spec, calib, split.describe(ts), res_metrics, levels, importance, drift,
-                       reference, metrics.curves(y[split.test], pt), used, rounds, time.perf_counter() - t0, pt)
+                       reference, metrics.curves(y[split.test], pt), used, rounds, time.perf_counter() - t0, pt,
+                       ctx)
 
 
 def reference_of(x: np.ndarray, scores: np.ndarray, spec: FeatureSpec) -> dict[str, Any]:

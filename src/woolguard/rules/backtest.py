@@ -152,14 +152,23 @@ def _side(label: np.ndarray, value: np.ndarray, payout: np.ndarray, outcome: np.
 
 
 def backtest(df: pl.DataFrame, active: Policy, candidate: Policy, *, candidate_model_score: np.ndarray | None = None,
-             reasons_of: dict[str, str] | None = None) -> dict[str, Any]:
-    """What ``candidate`` (with ``candidate_model_score`` if given) changes against ``active`` over ``df``."""
+             reasons_of: dict[str, str] | None = None,
+             candidate_actor_score: np.ndarray | None = None) -> dict[str, Any]:
+    """What ``candidate`` (with ``candidate_model_score`` if given) changes against ``active`` over ``df``.
+
+    ``candidate_actor_score``: the candidate model's ``model_actor_score`` (default: its ``model_score``). Rows
+    logged before the actor score existed get their ``model_score`` as ``model_actor_score`` (what a model without
+    context features gives)."""
     t0 = time.perf_counter()
+    if "model_score" in df.columns and "model_actor_score" not in df.columns:
+        df = df.with_columns(pl.col("model_score").alias("model_actor_score"))
     memo = _Memo(df)
     a = decide_rows(df, active, memo)
     cdf = df
     if candidate_model_score is not None:
-        cdf = df.with_columns(pl.Series("model_score", np.asarray(candidate_model_score, dtype=np.int64)))
+        cms = np.asarray(candidate_model_score, dtype=np.int64)
+        cas = cms if candidate_actor_score is None else np.asarray(candidate_actor_score, dtype=np.int64)
+        cdf = df.with_columns(pl.Series("model_score", cms), pl.Series("model_actor_score", cas))
     c = decide_rows(cdf, candidate, memo if candidate_model_score is None else _Memo(cdf))
     label = df["label"].to_numpy() if "label" in df.columns else np.full(df.height, -1)
     value = df["value"].to_numpy() if "value" in df.columns else np.zeros(df.height)
