@@ -5,9 +5,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import hiredis
 import pytest
+import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from woolguard.api.redis_pipe import RedisPipe
+from woolguard.api.redis_pipe import RedisPipe, pack_set_ex
+from woolguard.events import EventKind
+from woolguard.features import RedisState
 
 
 class _Watched(RedisPipe):
@@ -53,3 +59,58 @@ def test_every_caller_gets_its_own_reply_in_bounded_batches(redis_shared_url: st
     sent = 3 * n + 1 + len(pipe._setup)  # and SELECT of the URL's database
     assert pipe.commands == sent
     assert pipe.batches >= sent / batch_size  # no write carried more than batch_size commands
+
+
+# -- commands written by hand in the Redis protocol: byte for byte what hiredis packs ------------------------------
+
+_VALUE = st.one_of(st.none(), st.text(alphabet=st.sampled_from("ab%c|é\r\n$*\x00"), max_size=12))
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(_VALUE, min_size=15, max_size=15), kind=st.sampled_from(list(EventKind)),
+       ts=st.one_of(st.sampled_from([0, 1, 10**13, 10**14 - 2]), st.integers(0, 10**14 - 2)),
+       claim=st.text(min_size=1, max_size=30), ttl=st.integers(1, 10**10))
+def test_packed_command_is_what_hiredis_packs(values: list[str | None], kind: EventKind, ts: int, claim: str,
+                                              ttl: int) -> None:
+    state = RedisState(client=redis.Redis(), tenant="t-1")  # never connects: only packs
+    ents = dict(zip(state._names, values, strict=False))
+    cmd, present = state.command(ts, kind, ents, claim_key=claim, claim_ttl_ms=ttl)
+    packed, present2 = state.packed_command(ts, kind, ents, claim, ttl)
+    assert packed == hiredis.pack_command(cmd)
+    assert present2.windows == present.windows
+    again, _ = state.packed_command(ts, kind, ents, claim, ttl)  # from the cached template
+    assert again == packed
+
+
+@given(key=st.text(max_size=40), value=st.binary(max_size=200), ttl=st.integers(0, 10**9))
+def test_pack_set_ex_is_what_hiredis_packs(key: str, value: bytes, ttl: int) -> None:
+    assert pack_set_ex(key, value, ttl) == hiredis.pack_command(("SET", key, value, "EX", ttl))
+
+
+def test_packed_command_runs_the_script(redis_shared_url: str) -> None:
+    """The service's path (packed command through the pipe) gives the windows ``observe`` gives."""
+    tenant = f"pk{uuid.uuid4().hex[:10]}"
+    client = redis.Redis.from_url(redis_shared_url)
+    state = RedisState(client=client, tenant=tenant)
+    twin = RedisState(client=client, tenant=tenant + "b")
+    client.script_load(state.script)
+    ents = {"account": "a1", "device": "d1", "ip": "1.2.3.4", "campaign": "c", "phone": "k:p"}
+
+    async def run() -> list[object]:
+        pipe = RedisPipe(redis_shared_url)
+        try:
+            out = []
+            for i in range(5):
+                packed, present = state.packed_command(1_000_000 + i * 1000, EventKind.CLAIM, ents,
+                                                       f"wg:{{{tenant}}}:idem:e{i}", 60_000)
+                out.append(state.result(present, await pipe.call_packed(packed)))
+            return out
+        finally:
+            pipe.close()
+
+    got = asyncio.run(run())
+    want = [twin.observe(1_000_000 + i * 1000, EventKind.CLAIM, ents) for i in range(5)]
+    assert got == want
+    assert got[-1] != got[0]  # the windows moved
+    state.clear()
+    twin.clear()

@@ -37,6 +37,15 @@ MAX_BATCHES = 3
 BATCH_SIZE = 12
 
 
+def pack_set_ex(key: str, value: bytes, ttl_s: int) -> bytes:
+    """``SET key value EX ttl_s`` in the Redis protocol (what ``hiredis.pack_command`` gives, without its
+    ``sprintf`` per argument)."""
+    k = key.encode()
+    t = b"%d" % ttl_s
+    return b"*5\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$2\r\nEX\r\n$%d\r\n%s\r\n" % (
+        len(k), k, len(value), value, len(t), t)
+
+
 def _error(reply: hiredis.ReplyError) -> redis.RedisError:
     text = str(reply)
     if text.startswith("NOSCRIPT"):
@@ -117,9 +126,14 @@ class RedisPipe:
     async def call(self, *args: Any) -> Any:
         """Send one command with the others of this loop turn and return its reply (raises on an error
         reply or a connection failure)."""
+        return await self.call_packed(_pack(args))
+
+    async def call_packed(self, packed: bytes) -> Any:
+        """:meth:`call` for a command already in the Redis protocol (one command, e.g. from
+        :meth:`~woolguard.features.redis_state.RedisState.packed_command`)."""
         loop = self._loop or self._bind()
         fut = loop.create_future()
-        self._queue.append((_pack(args), fut, None))
+        self._queue.append((packed, fut, None))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
@@ -127,8 +141,12 @@ class RedisPipe:
 
     def send(self, *args: Any, on_fail: Callable[[], None] | None = None) -> None:
         """Queue a command whose reply nobody waits for (``on_fail`` runs if it may not have been applied)."""
+        self.send_packed(_pack(args), on_fail=on_fail)
+
+    def send_packed(self, packed: bytes, on_fail: Callable[[], None] | None = None) -> None:
+        """:meth:`send` for a command already in the Redis protocol."""
         loop = self._loop or self._bind()
-        self._queue.append((_pack(args), None, on_fail))
+        self._queue.append((packed, None, on_fail))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)

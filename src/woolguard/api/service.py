@@ -45,6 +45,7 @@ from woolguard.storage.schema import list_entries, policies
 
 from . import metrics
 from .keys import KeyResolver
+from .redis_pipe import pack_set_ex
 from .settings import Settings
 
 log = logging.getLogger("woolguard.api")
@@ -465,13 +466,13 @@ class DecisionService:
         ev = engine.normalise(event)
         ents, ipf = engine.entities(ev)
         key = self.idem_key(tenant, eid)
-        cmd, present = state.command(ev.ts, ev.kind, ents, key, self.settings.idempotency_ttl_s * 1000)
+        cmd, present = state.packed_command(ev.ts, ev.kind, ents, key, self.settings.idempotency_ttl_s * 1000)
         try:
             try:
-                reply = await pipe.call(*cmd)
+                reply = await pipe.call_packed(cmd)
             except NoScriptError:
                 await pipe.call("SCRIPT", "LOAD", state.script)
-                reply = await pipe.call(*cmd)
+                reply = await pipe.call_packed(cmd)
             result = state.result(present, reply)
         except DEPENDENCY_ERRORS as exc:
             return self._degraded(rt, event, "redis: " + self.redis_breaker.trip(exc)), None
@@ -498,7 +499,7 @@ class DecisionService:
             with self._stored_lock:
                 self._stored.append((key, value))
 
-        self.pipe.send("SET", key, value, "EX", self.settings.idempotency_ttl_s, on_fail=requeue)
+        self.pipe.send_packed(pack_set_ex(key, value, self.settings.idempotency_ttl_s), on_fail=requeue)
         return value
 
     def _known_or_unready(self, tenant: str, event: Event) -> tuple[TenantRuntime, Decision | None]:
