@@ -169,7 +169,7 @@ def _load(port: int, key: str, conc: int, seconds: float, rate: float | None, wa
             if c.started >= t_measure:
                 status = int(response[9:12])
                 statuses[status] = statuses.get(status, 0) + 1
-                if b'"degraded"' in response:
+                if response.find(b'"degraded"') >= 0:  # not `in` (it raises and clears a TypeError)
                     degraded += 1
                 lat.append(done - c.started)
             idle.append(c)
