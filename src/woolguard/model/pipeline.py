@@ -63,13 +63,15 @@ def model_rules(levels: list[float]) -> list[dict[str, Any]]:
     proves nothing against paid people, and the model is at its top level). A shopper who claims while a crowd
     floods the campaign shares the crowd's moment, not its accounts.
 
-    Two rules combine the model with gang evidence, for paid crowds (real people on their own phones, who pass
+    Three rules combine the model with gang evidence, for paid crowds (real people on their own phones, who pass
     any step-up): a known gang member whose payout the model puts at level 2 or above is rejected (two signals
     agree — the account's own membership is evidence about the claimant — and a step-up proves nothing against a
-    person paid to pass it); a payout the model puts at level 2 or above while a detected crowd is active in the
-    campaign (``CROWD_MIN_MEMBERS``, ``CROWD_MIN_SHARE_PCT``) is held for an analyst instead of a step-up —
-    recruits answering the same instruction arrive with the known members, before any evidence against them
-    exists."""
+    person paid to pass it), and so is an account linked to a known member (``model_gang_link``: it accepted a
+    known member's invitation or assisted one in the last 7 days, ``acct_gang_links_7d``; a ring's recruits join
+    through its leader's link minutes before they claim, while the hourly gang run does not know them yet); a
+    payout the model puts at level 2 or above while a detected crowd is active in the campaign
+    (``CROWD_MIN_MEMBERS``, ``CROWD_MIN_SHARE_PCT``) is held for an analyst instead of a step-up — recruits
+    answering the same instruction arrive with the known members, before any evidence against them exists."""
     t = score_thresholds(levels)
     payout_kinds = sorted(k.value for k in PAYOUT_KINDS)
     crowd = (f"camp_gang_accounts_10m >= {CROWD_MIN_MEMBERS} && "
@@ -79,6 +81,11 @@ def model_rules(levels: list[float]) -> list[dict[str, Any]]:
         {"id": "model_gang_member", "when": f"model_score >= {t[1]} && gang_score >= {GANG_ACTIVE_SCORE}",
          "score": 0, "level": 4, "reason": "gang.member", "kinds": payout_kinds,
          "description": "A member of a detected gang whose payout the model puts at level 2 or above: rejected."},
+        {"id": "model_gang_link",
+         "when": f"model_score >= {t[1]} && acct_gang_links_7d >= 1 && gang_score < {GANG_ACTIVE_SCORE}",
+         "score": 0, "level": 4, "reason": "gang.link", "kinds": payout_kinds,
+         "description": "An account that accepted an invitation from, or assisted, a known gang member in the last "
+                        "7 days, whose payout the model puts at level 2 or above: rejected like a member."},
         {"id": "model_crowd_hold", "when": f"model_score >= {t[1]} && {crowd}", "score": 0, "review": True,
          "reason": "gang.crowd", "kinds": payout_kinds,
          "description": "A payout the model puts at level 2 or above while a detected crowd is active in the "
