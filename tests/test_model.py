@@ -8,7 +8,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from woolguard.engine import Engine
+from woolguard.engine import Engine, default_policy_text
 from woolguard.events import PAYOUT_KINDS, Account, Event, EventKind
 from woolguard.model import metrics
 from woolguard.model.features import FeatureSpec, context_features, replay_events, spec_for_engine
@@ -158,6 +158,17 @@ def test_model_rules_treat_a_linked_account_like_a_member():
     assert "model_gang_link" not in fired(model_score=90, model_actor_score=90, acct_gang_links_7d=0)
     member = fired(model_score=40, model_actor_score=40, acct_gang_links_7d=1, gang_score=80)
     assert "model_gang_member" in member and "model_gang_link" not in member  # one reason: the stronger one
+    # the link acts through rules only: engine models leave it out by default (monotone if one reads it)
+    from woolguard.model.pipeline import MODEL_EXCLUDED
+    from woolguard.model.train import monotone_increasing
+
+    assert "acct_gang_links_7d" in MODEL_EXCLUDED and monotone_increasing("acct_gang_links_7d")
+    # the shipped policy holds a linked non-member's payout for an analyst
+    hold = engine.load_policy_text(default_policy_text())
+    rules, _ = hold.evaluate(EventKind.CLAIM, {**base, "acct_gang_links_7d": 1})
+    assert "gang_link_payout_hold" in {r.id for r in rules}
+    rules, _ = hold.evaluate(EventKind.CLAIM, {**base, "acct_gang_links_7d": 0})
+    assert "gang_link_payout_hold" not in {r.id for r in rules}
 
 
 def test_scorer_equals_lightgbm_predict(trained, table):

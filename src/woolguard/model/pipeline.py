@@ -10,6 +10,7 @@ Features that only say *when* (``campaign_age_s``, ``hour``, and the campaign's 
 ``camp_accounts_10m``) are left out of engine models by default: on a time split their later values never occur in
 training (measured on the validation slice: AUROC 0.964 → 0.975 at scale 0.2 without the first two; with
 ``camp_accounts_10m`` in, the small test campaign's model stopped after one tree at test AUROC 0.66, 0.91 without).
+So is ``acct_gang_links_7d`` (:data:`RULE_ONLY`): it acts through the model's rules only.
 """
 
 from __future__ import annotations
@@ -33,6 +34,13 @@ from woolguard.model.scorer import LightGBMScorer
 from woolguard.model.train import TrainResult, random_split, time_split, train
 
 TIME_ONLY = ("campaign_age_s", "hour", "camp_accounts_10m")
+#: Features the policy's rules read but engine models do not: ``acct_gang_links_7d`` acts only through
+#: ``model_gang_link`` (and the default policy's hold). As a model input it retrained the trees' top level: on the sim
+#: at scale 1 genuine rejections rose from 0.48 to 0.59 % (seed 11) and from 0.38 to 0.52 % (seed 7), while the rule
+#: alone on the unchanged model rejected 3 more genuine claims of 25,646 (bench/README.md, model, seventh session).
+RULE_ONLY = ("acct_gang_links_7d",)
+#: What engine models leave out by default.
+MODEL_EXCLUDED = TIME_ONLY + RULE_ONLY
 DAY_MS = 86_400_000
 
 
@@ -146,7 +154,7 @@ def _engine_matrix(tab: FeatureTable, names: list[str], exclude: Iterable[str]) 
 
 def train_sim(cfg: Any, *, test_days: int = 1, registry: Registry | None = None, name: str = "sim",
               params: dict[str, Any] | None = None, threads: int = 2, evaluate: bool = True,
-              exclude: Iterable[str] = TIME_ONLY, keep_table: bool = False,
+              exclude: Iterable[str] = MODEL_EXCLUDED, keep_table: bool = False,
               sweep_interval_s: float = DEFAULT_INTERVAL_S, sweep_window_s: float = DEFAULT_WINDOW_S,
               ) -> dict[str, Any]:
     """Train on the first ``days - test_days`` days of a simulated campaign, test on the rest.
@@ -216,7 +224,7 @@ def _figures(rep: dict[str, Any]) -> dict[str, Any]:
 
 def train_events(path: str | Path, *, test_frac: float = 0.3, registry: Registry | None = None, name: str = "events",
                  params: dict[str, Any] | None = None, threads: int = 2,
-                 exclude: Iterable[str] = TIME_ONLY) -> dict[str, Any]:
+                 exclude: Iterable[str] = MODEL_EXCLUDED) -> dict[str, Any]:
     """Train on a recorded JSON-lines event file labelled in ``truth``, split by time."""
     from woolguard.sim import read_jsonl
 
