@@ -8,7 +8,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from woolguard.engine import Engine
+from woolguard.engine import Engine, default_policy_text
 from woolguard.events import PAYOUT_KINDS, Account, Event, EventKind
 from woolguard.model import metrics
 from woolguard.model.features import FeatureSpec, context_features, replay_events, spec_for_engine
@@ -99,6 +99,76 @@ def test_known_gang_members_active_window():
     assert (f["camp_gang_accounts_10m"], f["camp_accounts_10m"]) == (2, 5)
     assert decide("z", 615)["camp_gang_accounts_10m"] == 1  # g1's entry expired after 10 minutes
     assert decide("z", 700)["camp_gang_accounts_10m"] == 0
+
+
+def test_gang_link_entity_and_window():
+    """``gang_link`` is the inviter of an accept_invite or assist event when the gang table in force holds the
+    inviter as a member (score >= 60), else absent; ``acct_gang_links_7d`` counts those inviters for every later
+    event of the account, for 7 days."""
+    engine = Engine(gangs={"lead": (80, 6), "lead2": (95, 9), "weak": (40, 6)})
+    t0 = 1_800_000_000_000
+
+    def ev(acct: str, kind: EventKind, dt_s: int, inviter: str | None = None) -> Event:
+        return Event(event_id=f"{acct}-{kind.value}-{dt_s}", kind=kind, ts=t0 + dt_s * 1000, campaign_id="c",
+                     account=Account(id=acct), inviter=inviter)
+
+    def links(e: Event) -> int:
+        return engine.decide(e).features["acct_gang_links_7d"]
+
+    accept, assist, claim = EventKind.ACCEPT_INVITE, EventKind.ASSIST, EventKind.CLAIM
+    assert engine.entities(ev("r1", accept, 0, "lead"))[0]["gang_link"] == "lead"
+    assert engine.entities(ev("r1", assist, 0, "lead2"))[0]["gang_link"] == "lead2"
+    assert engine.entities(ev("r1", claim, 0, "lead"))[0]["gang_link"] is None  # not a linking kind
+    assert engine.entities(ev("r1", EventKind.REGISTER, 0, "lead"))[0]["gang_link"] is None
+    assert engine.entities(ev("r1", accept, 0, "weak"))[0]["gang_link"] is None  # below the member score
+    assert engine.entities(ev("r1", accept, 0, "stranger"))[0]["gang_link"] is None
+    assert engine.entities(ev("r1", accept, 0))[0]["gang_link"] is None
+    assert Engine().entities(ev("r1", accept, 0, "lead"))[0]["gang_link"] is None  # no gang table
+
+    assert links(ev("r1", claim, 0, "lead")) == 0  # a claim naming a member links nothing
+    assert links(ev("r1", accept, 10, "lead")) == 1
+    assert links(ev("r1", claim, 20)) == 1  # later events of the account read it
+    assert links(ev("r1", claim, 30)) == 1
+    assert links(ev("r1", accept, 40, "lead")) == 1  # distinct members
+    assert links(ev("r1", assist, 50, "lead2")) == 2
+    assert links(ev("r2", accept, 60, "weak")) == 0
+    assert links(ev("r2", claim, 70)) == 0
+    assert links(ev("r3", accept, 80, "stranger")) == 0
+    assert links(ev("lead", claim, 90)) == 0  # the inviter's own events are not linked by its invitees
+    assert links(ev("r1", claim, 40 + 7 * 86_400 - 1)) == 2
+    assert links(ev("r1", claim, 40 + 7 * 86_400)) == 1  # lead's last link (t=40) expired, lead2's (t=50) not
+    assert links(ev("r1", claim, 50 + 7 * 86_400)) == 0  # both expired after 7 days
+
+
+def test_model_rules_treat_a_linked_account_like_a_member():
+    """``model_gang_link`` rejects a non-member linked to a known member from model level 2, like
+    ``model_gang_member``; below level 2, or without a link, it does not fire."""
+    levels = [0.2, 0.4, 0.6, 0.8]
+    engine = Engine()
+    policy = engine.load_policy_text(policy_with_model(levels))
+    base = engine.neutral_features()
+
+    def fired(**kw) -> set[str]:
+        rules, failed = policy.evaluate(EventKind.CLAIM, {**base, **kw})
+        assert not failed
+        return {r.id for r in rules}
+
+    assert "model_gang_link" in fired(model_score=40, model_actor_score=40, acct_gang_links_7d=1)
+    assert "model_gang_link" not in fired(model_score=39, model_actor_score=39, acct_gang_links_7d=1)
+    assert "model_gang_link" not in fired(model_score=90, model_actor_score=90, acct_gang_links_7d=0)
+    member = fired(model_score=40, model_actor_score=40, acct_gang_links_7d=1, gang_score=80)
+    assert "model_gang_member" in member and "model_gang_link" not in member  # one reason: the stronger one
+    # the link acts through rules only: engine models leave it out by default (monotone if one reads it)
+    from woolguard.model.pipeline import MODEL_EXCLUDED
+    from woolguard.model.train import monotone_increasing
+
+    assert "acct_gang_links_7d" in MODEL_EXCLUDED and monotone_increasing("acct_gang_links_7d")
+    # the shipped policy holds a linked non-member's payout for an analyst
+    hold = engine.load_policy_text(default_policy_text())
+    rules, _ = hold.evaluate(EventKind.CLAIM, {**base, "acct_gang_links_7d": 1})
+    assert "gang_link_payout_hold" in {r.id for r in rules}
+    rules, _ = hold.evaluate(EventKind.CLAIM, {**base, "acct_gang_links_7d": 0})
+    assert "gang_link_payout_hold" not in {r.id for r in rules}
 
 
 def test_scorer_equals_lightgbm_predict(trained, table):

@@ -231,3 +231,13 @@ def test_a_review_rule_holds_what_would_pass_or_verify_for_an_analyst() -> None:
     assert engine.decide(_claim(3, device="fresh-3")).outcome == Outcome.PASS  # an allow entry wins
     engine.lists = Lists([ListEntry("block", "account", "a4")])
     assert engine.decide(_claim(4, device="fresh-4")).outcome == Outcome.REJECT  # a reject stays a reject
+
+
+def test_reason_codes_doc_is_the_generated_table() -> None:
+    """``docs/reasons.md`` holds ``woolguard reasons --markdown``'s table: a new code is documented."""
+    from pathlib import Path
+
+    from woolguard.reasons import markdown_table
+
+    doc = Path(__file__).resolve().parent.parent / "docs" / "reasons.md"
+    assert markdown_table() in doc.read_text("utf-8")

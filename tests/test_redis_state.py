@@ -111,6 +111,24 @@ def test_four_workers_sharing_one_tenant_decide_exactly_as_one_memory(redis_shar
         assert engine.decide(ev) == want, ev.event_id
 
 
+def test_gang_windows_on_redis_match_memory(redis_shared_url, campaign):
+    """With a gang table in force (here every simulated gang account, score 80), the windows over the engine's
+    gang entities (``gang_account``: members active in the campaign; ``gang_link``: an account joined through, or
+    assisted, a known member) hold the same values on Redis as in memory, and both are exercised."""
+    events, _ = campaign
+    gangs = {ev.account.id: (80, 5) for ev in events if ev.truth}
+    mem = Engine(state=MemoryState(), gangs=gangs)
+    red = Engine(state=state(redis_shared_url), gangs=gangs)
+    links = active = 0
+    for ev in events:
+        want = mem.decide(ev)
+        got = red.decide(ev)
+        assert got == want, ev.event_id
+        links += want.features["acct_gang_links_7d"] > 0
+        active += want.features["camp_gang_accounts_10m"] > 0
+    assert links > 20 and active > 20
+
+
 def random_stream(rng: random.Random, n: int):
     """Few entities, many equal timestamps, gaps around the window lengths, missing entities, every kind."""
     ts = 1_700_000_000_000

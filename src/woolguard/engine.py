@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import msgspec
 
 from woolguard.events import Challenge, Decision, Event, Outcome, Reason
+from woolguard.features.catalog import INVITE_ACCEPT
 from woolguard.features.state import FeatureState, MemoryState
 from woolguard.reasons import CODES, SHOPPER_TEXT
 from woolguard.reputation.device import trait_mismatch
@@ -72,8 +73,11 @@ STATIC_FEATURES: dict[str, Any] = {
 }
 
 
-#: ``gang_score`` from which an account counts as a known gang member in ``camp_gang_accounts_10m``.
+#: ``gang_score`` from which an account counts as a known gang member in ``camp_gang_accounts_10m`` (and an inviter
+#: as one in ``acct_gang_links_7d``).
 GANG_ACTIVE_SCORE = 60
+#: Events that link an account to its ``inviter``: accepting an invitation, assisting (helping a friend's claim).
+LINK_KINDS = INVITE_ACCEPT
 
 
 def default_policy_text() -> str:
@@ -153,14 +157,24 @@ class Engine:
 
         ``ip24`` comes from the IP book; ``gang_account`` is the account when the gang table in force
         (:attr:`gangs`) holds it with ``gang_score >= GANG_ACTIVE_SCORE``, so that windows can count the
-        known gang members active right now (``camp_gang_accounts_10m``) while every event reads them."""
+        known gang members active right now (``camp_gang_accounts_10m``) while every event reads them.
+        ``gang_link`` is the inviter of an ``accept_invite`` or ``assist`` event when the gang table holds *the
+        inviter* as a member (same score), so that the account's later events read that it joined through, or
+        helped, a known member (``acct_gang_links_7d``: guilt by association)."""
         ents = entities_of(ev)
         ipf = self.ips.facts(ev.ip) if ev.ip else None
         if ipf is not None and ipf.prefix is not None:
             ents["ip24"] = ipf.prefix
-        gang = self.gangs.get(ev.account.id) if self.gangs else None
-        if gang is not None and gang[0] >= GANG_ACTIVE_SCORE:
-            ents["gang_account"] = ev.account.id
+        gangs = self.gangs
+        if gangs:
+            gang = gangs.get(ev.account.id)
+            if gang is not None and gang[0] >= GANG_ACTIVE_SCORE:
+                ents["gang_account"] = ev.account.id
+            inviter = ev.inviter
+            if inviter is not None and ev.kind in LINK_KINDS:
+                gang = gangs.get(inviter)
+                if gang is not None and gang[0] >= GANG_ACTIVE_SCORE:
+                    ents["gang_link"] = inviter
         return ents, ipf
 
     def recall(self, event_id: str) -> Decision | None:
@@ -331,7 +345,7 @@ def decision_id(event_id: str, tenant: str = "default") -> str:
 
 
 def entities_of(ev: Event) -> dict[str, str | None]:
-    """The entities an event is keyed by (``ip24`` and ``gang_account`` are filled in by
+    """The entities an event is keyed by (``ip24``, ``gang_account`` and ``gang_link`` are filled in by
     :meth:`Engine.entities` from the IP facts and the gang table)."""
     d = ev.device
     g = ev.geo
@@ -348,6 +362,7 @@ def entities_of(ev: Event) -> dict[str, str | None]:
         "store": ev.store_id,
         "inviter": ev.inviter,
         "gang_account": None,
+        "gang_link": None,
         "address": ev.address_hash,
         "payment": ev.payment_hash,
         "geo": f"{g.lat:.4f},{g.lon:.4f}" if g is not None and g.lat is not None and g.lon is not None else None,

@@ -64,6 +64,8 @@ CODES: dict[str, ReasonCode] = {c.code: c for c in (
     ReasonCode("device.new", _D, "Device never seen before", "新设备"),
     ReasonCode("device.missing", _D, "No device identifier", "缺少设备标识"),
     ReasonCode("gang.member", _G, "Member of a detected gang", "属于已识别的团伙"),
+    ReasonCode("gang.link", _G, "Joined through, or assisted, a member of a detected gang",
+               "通过已识别团伙成员的邀请加入，或为其助力"),
     ReasonCode("gang.crowd", _G, "Payout while a detected gang is active in numbers in the campaign",
                "已识别团伙在活动中集中出现期间的领取"),
     ReasonCode("list.block", _L, "On a block list", "命中黑名单"),

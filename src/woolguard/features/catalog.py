@@ -31,7 +31,7 @@ class WindowOp(enum.StrEnum):
 #: Entities an event can be keyed by; see :func:`woolguard.engine.entities_of`.
 ENTITIES = (
     "account", "device", "ip", "ip24", "phone", "phone_block", "fingerprint", "campaign",
-    "code", "store", "inviter", "address", "payment", "geo", "gang_account",
+    "code", "store", "inviter", "address", "payment", "geo", "gang_account", "gang_link",
 )
 
 MINUTE = 60
@@ -123,6 +123,11 @@ DEFAULT_WINDOWS: tuple[Window, ...] = (
     _w("code_scans", C, "code", 30 * DAY, kinds=SCAN, description="scans of this one-item-one-code code"),
     _w("inviter_invitees_1d", D, "inviter", DAY, "account", kinds=INVITE_ACCEPT,
        description="accounts that accepted the inviter's invitation or assisted, in a day"),
+    # last, so that the Redis slots of the account's other windows keep their numbers
+    _w("acct_gang_links_7d", D, "account", 7 * DAY, "gang_link", kinds=INVITE_ACCEPT,
+       description="known gang members (gang_score >= 60 in the gang table in force) whose invitation the account "
+                   "accepted or whom it assisted, in 7 days: a ring's leader recruits through its own invitation "
+                   "links, before the hourly gang run knows the recruit"),
 )
 
 

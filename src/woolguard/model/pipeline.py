@@ -10,6 +10,7 @@ Features that only say *when* (``campaign_age_s``, ``hour``, and the campaign's 
 ``camp_accounts_10m``) are left out of engine models by default: on a time split their later values never occur in
 training (measured on the validation slice: AUROC 0.964 → 0.975 at scale 0.2 without the first two; with
 ``camp_accounts_10m`` in, the small test campaign's model stopped after one tree at test AUROC 0.66, 0.91 without).
+So is ``acct_gang_links_7d`` (:data:`RULE_ONLY`): it acts through the model's rules only.
 """
 
 from __future__ import annotations
@@ -33,6 +34,13 @@ from woolguard.model.scorer import LightGBMScorer
 from woolguard.model.train import TrainResult, random_split, time_split, train
 
 TIME_ONLY = ("campaign_age_s", "hour", "camp_accounts_10m")
+#: Features the policy's rules read but engine models do not: ``acct_gang_links_7d`` acts only through
+#: ``model_gang_link`` (and the default policy's hold). As a model input it retrained the trees' top level: on the sim
+#: at scale 1 genuine rejections rose from 0.48 to 0.59 % (seed 11) and from 0.38 to 0.52 % (seed 7), while the rule
+#: alone on the unchanged model rejected 3 more genuine claims of 25,646 (bench/README.md, model, seventh session).
+RULE_ONLY = ("acct_gang_links_7d",)
+#: What engine models leave out by default.
+MODEL_EXCLUDED = TIME_ONLY + RULE_ONLY
 DAY_MS = 86_400_000
 
 
@@ -63,13 +71,15 @@ def model_rules(levels: list[float]) -> list[dict[str, Any]]:
     proves nothing against paid people, and the model is at its top level). A shopper who claims while a crowd
     floods the campaign shares the crowd's moment, not its accounts.
 
-    Two rules combine the model with gang evidence, for paid crowds (real people on their own phones, who pass
+    Three rules combine the model with gang evidence, for paid crowds (real people on their own phones, who pass
     any step-up): a known gang member whose payout the model puts at level 2 or above is rejected (two signals
     agree — the account's own membership is evidence about the claimant — and a step-up proves nothing against a
-    person paid to pass it); a payout the model puts at level 2 or above while a detected crowd is active in the
-    campaign (``CROWD_MIN_MEMBERS``, ``CROWD_MIN_SHARE_PCT``) is held for an analyst instead of a step-up —
-    recruits answering the same instruction arrive with the known members, before any evidence against them
-    exists."""
+    person paid to pass it), and so is an account linked to a known member (``model_gang_link``: it accepted a
+    known member's invitation or assisted one in the last 7 days, ``acct_gang_links_7d``; a ring's recruits join
+    through its leader's link minutes before they claim, while the hourly gang run does not know them yet); a
+    payout the model puts at level 2 or above while a detected crowd is active in the campaign
+    (``CROWD_MIN_MEMBERS``, ``CROWD_MIN_SHARE_PCT``) is held for an analyst instead of a step-up — recruits
+    answering the same instruction arrive with the known members, before any evidence against them exists."""
     t = score_thresholds(levels)
     payout_kinds = sorted(k.value for k in PAYOUT_KINDS)
     crowd = (f"camp_gang_accounts_10m >= {CROWD_MIN_MEMBERS} && "
@@ -79,6 +89,11 @@ def model_rules(levels: list[float]) -> list[dict[str, Any]]:
         {"id": "model_gang_member", "when": f"model_score >= {t[1]} && gang_score >= {GANG_ACTIVE_SCORE}",
          "score": 0, "level": 4, "reason": "gang.member", "kinds": payout_kinds,
          "description": "A member of a detected gang whose payout the model puts at level 2 or above: rejected."},
+        {"id": "model_gang_link",
+         "when": f"model_score >= {t[1]} && acct_gang_links_7d >= 1 && gang_score < {GANG_ACTIVE_SCORE}",
+         "score": 0, "level": 4, "reason": "gang.link", "kinds": payout_kinds,
+         "description": "An account that accepted an invitation from, or assisted, a known gang member in the last "
+                        "7 days, whose payout the model puts at level 2 or above: rejected like a member."},
         {"id": "model_crowd_hold", "when": f"model_score >= {t[1]} && {crowd}", "score": 0, "review": True,
          "reason": "gang.crowd", "kinds": payout_kinds,
          "description": "A payout the model puts at level 2 or above while a detected crowd is active in the "
@@ -139,7 +154,7 @@ def _engine_matrix(tab: FeatureTable, names: list[str], exclude: Iterable[str]) 
 
 def train_sim(cfg: Any, *, test_days: int = 1, registry: Registry | None = None, name: str = "sim",
               params: dict[str, Any] | None = None, threads: int = 2, evaluate: bool = True,
-              exclude: Iterable[str] = TIME_ONLY, keep_table: bool = False,
+              exclude: Iterable[str] = MODEL_EXCLUDED, keep_table: bool = False,
               sweep_interval_s: float = DEFAULT_INTERVAL_S, sweep_window_s: float = DEFAULT_WINDOW_S,
               ) -> dict[str, Any]:
     """Train on the first ``days - test_days`` days of a simulated campaign, test on the rest.
@@ -209,7 +224,7 @@ def _figures(rep: dict[str, Any]) -> dict[str, Any]:
 
 def train_events(path: str | Path, *, test_frac: float = 0.3, registry: Registry | None = None, name: str = "events",
                  params: dict[str, Any] | None = None, threads: int = 2,
-                 exclude: Iterable[str] = TIME_ONLY) -> dict[str, Any]:
+                 exclude: Iterable[str] = MODEL_EXCLUDED) -> dict[str, Any]:
     """Train on a recorded JSON-lines event file labelled in ``truth``, split by time."""
     from woolguard.sim import read_jsonl
 

@@ -47,7 +47,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
 #: Features whose rise can only raise the risk (LightGBM monotone constraints): more evidence of a gang never makes
 #: an event look safer. Without it the trees, which see few detected members in the first days, let an account's
 #: age or tier outweigh its gang membership. Features absent from a spec are ignored.
-MONOTONE_INCREASING = ("gang_score", "camp_gang_accounts_10m")
+MONOTONE_INCREASING = ("gang_score", "camp_gang_accounts_10m", "acct_gang_links_7d")
 
 
 def monotone_increasing(name: str) -> bool:
