@@ -114,3 +114,16 @@ def test_packed_command_runs_the_script(redis_shared_url: str) -> None:
     assert got[-1] != got[0]  # the windows moved
     state.clear()
     twin.clear()
+
+
+def test_packed_command_after_the_layout_cache_was_cleared() -> None:
+    """The templates and the layouts are bounded caches cleared on their own: a template must never outlive the
+    layout it was made for."""
+    state = RedisState(client=redis.Redis(), tenant="t-1")
+    ents = {"account": "a1", "device": "d1", "campaign": "c"}
+    first, _ = state.packed_command(5_000, EventKind.CLAIM, ents, "k", 1_000)
+    state._layouts.clear()  # what a burst of 4,096 odd layouts does
+    again, present = state.packed_command(5_000, EventKind.CLAIM, ents, "k", 1_000)
+    assert again == first
+    cmd, _ = state.command(5_000, EventKind.CLAIM, ents, claim_key="k", claim_ttl_ms=1_000)
+    assert again == hiredis.pack_command(cmd) and present.windows

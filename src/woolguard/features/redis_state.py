@@ -283,6 +283,20 @@ class _Reply:
         return out
 
 
+def _checked_ts(ts: int) -> int:
+    ts = int(ts)
+    if not 0 <= ts <= MAX_TS:
+        raise ValueError(f"ts {ts}: the Redis feature state takes 0 <= ts <= {MAX_TS} (ms)")
+    return ts
+
+
+def _sent(vals: list[str | None], singles: list[int], pairs: list[tuple[int, ...]]) -> list[str]:
+    """The entity values a script call sends: the singles, then the pairs joined by "|"."""
+    out: list[str] = [vals[i] for i in singles]  # type: ignore[misc]
+    out += ["|".join([vals[i] for i in idx]) for idx in pairs]  # type: ignore[misc]
+    return out
+
+
 class FeatureStateUnavailable(RuntimeError):
     """The feature state backend could not answer in time; the caller fails open or closed by policy."""
 
@@ -458,32 +472,22 @@ class RedisState:
         ``hiredis.pack_command`` makes of it, from a template per layout (the script's SHA, the key count, the prefix
         and the window codes written once; the cutoffs all 14 digits) filled by one ``%``. hiredis formats every
         argument's length with ``sprintf``: ~36k instructions a service event (callgrind), a few thousand here."""
-        get = entities.get
-        vals = [get(n) for n in self._names]
-        sig = (kind, *[v is not None for v in vals])
+        vals, sig, (codes, singles, pairs, present) = self._lookup(kind, entities)
         template = self._templates.get(sig)
         if template is None:
-            self._prepare(ts_ms, kind, entities, True)  # checks the event and caches its layout
-            codes, singles, pairs, _present = self._layouts[sig]
             if len(self._templates) >= 4096:
                 self._templates.clear()
             template = self._templates[sig] = self._template(codes, len(singles) + len(pairs))
-        _codes, singles, pairs, present = self._layouts[sig]
-        ts = int(ts_ms)
-        if not 0 <= ts <= MAX_TS:
-            raise ValueError(f"ts {ts}: the Redis feature state takes 0 <= ts <= {MAX_TS} (ms)")
+        ts = _checked_ts(ts_ms)
         t1 = ts + 1
         ck = claim_key.encode()
         tsb = b"%d" % ts
         ttl = b"%d" % int(claim_ttl_ms)
         fill: list[Any] = [len(ck), ck, len(tsb), tsb, len(ttl), ttl, t1]
         fill += [t1 - h if t1 > h else 0 for h in self._horizons]
-        for i in singles:
-            v = vals[i].encode()  # type: ignore[union-attr]
-            fill += (len(v), v)
-        for idx in pairs:
-            v = "|".join([vals[i] for i in idx]).encode()  # type: ignore[misc]
-            fill += (len(v), v)
+        for v in _sent(vals, singles, pairs):
+            b = v.encode()
+            fill += (len(b), b)
         return template % tuple(fill), present
 
     def _template(self, codes: bytes, nvals: int) -> bytes:
@@ -593,28 +597,27 @@ class RedisState:
                 windows.append(code // 2 - 1)
         return bytes(codes), singles, pairs, _Reply(windows, self._empty, self._gaps)
 
-    def _prepare(self, ts: int, kind: EventKind | None, entities: Mapping[str, str | None],
-                 update: bool) -> tuple[list[str], list[Any], _Reply]:
+    def _lookup(self, kind: EventKind | None, entities: Mapping[str, str | None]) -> tuple[
+            list[str | None], tuple[Any, ...], tuple[bytes, list[int], list[tuple[int, ...]], _Reply]]:
+        """The event's entity values (in :attr:`_names` order), its layout's key and its layout (made and cached on
+        first sight)."""
         get = entities.get
         vals = [get(n) for n in self._names]
-        if not update:
-            kind = None
         sig = (kind, *[v is not None for v in vals])
         layout = self._layouts.get(sig)
         if layout is None:
             if len(self._layouts) >= 4096:  # odd events with every combination of entities: stay bounded
                 self._layouts.clear()
             layout = self._layouts[sig] = self._layout(kind, list(sig[1:]))
-        codes, singles, pairs, present = layout
-        ts = int(ts)
-        if not 0 <= ts <= MAX_TS:
-            raise ValueError(f"ts {ts}: the Redis feature state takes 0 <= ts <= {MAX_TS} (ms)")
-        t1 = ts + 1
-        args: list[Any] = [ts, "0", self.prefix, codes, f"{t1:014d}",
+        return vals, sig, layout
+
+    def _prepare(self, ts: int, kind: EventKind | None, entities: Mapping[str, str | None],
+                 update: bool) -> tuple[list[str], list[Any], _Reply]:
+        vals, _sig, (codes, singles, pairs, present) = self._lookup(kind if update else None, entities)
+        t1 = _checked_ts(ts) + 1
+        args: list[Any] = [t1 - 1, "0", self.prefix, codes, f"{t1:014d}",
                            *[f"{t1 - h:014d}" if t1 > h else _ZERO14 for h in self._horizons]]
-        args += [vals[i] for i in singles]
-        for idx in pairs:
-            args.append("|".join([vals[i] for i in idx]))  # type: ignore[misc]
+        args += _sent(vals, singles, pairs)
         return [self._seq_key, self._seq_key], args, present
 
     def _run(self, ts: int, kind: EventKind | None, entities: Mapping[str, str | None],
