@@ -53,8 +53,10 @@ Money = Annotated[float, msgspec.Meta(ge=0, le=1e9)]
 Tier = Annotated[int, msgspec.Meta(ge=0, le=4)]
 
 
-class _Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
-    pass
+class _Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True, gc=False):
+    """Event parts. ``gc=False``: a struct of this tree never holds a reference back to itself, so the cyclic
+    garbage collector need not track it (reference counting frees it); a service worker keeps thousands of them
+    in its decision-log buffer between flushes, and tracked they made every collection longer."""
 
 
 class Account(_Strict):
@@ -166,7 +168,7 @@ class Category(enum.StrEnum):
     ENGINE = "engine"
 
 
-class Reason(msgspec.Struct, omit_defaults=True):
+class Reason(msgspec.Struct, omit_defaults=True, gc=False):
     """One thing that fired: a rule, a list entry, the model or gang membership."""
 
     code: str  # from the taxonomy in woolguard.reasons, e.g. "device.emulator"
@@ -181,7 +183,7 @@ class Reason(msgspec.Struct, omit_defaults=True):
     shadow: bool = False
 
 
-class Decision(msgspec.Struct, omit_defaults=True):
+class Decision(msgspec.Struct, omit_defaults=True, gc=False):
     decision_id: str
     event_id: str
     level: int  # 0 (none) .. 4 (high)

@@ -58,6 +58,9 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
         svc = service or DecisionService(settings)
         svc.start()
         app.state.service = svc
+        from woolguard.runtime import freeze
+
+        freeze()  # the service's own start-up state (database, pools, threads) joins the module-level objects
         telemetry = getattr(app, "_native_telemetry", None)
         try:
             app.telemetry = bool(telemetry.enabled()) if telemetry is not None else False

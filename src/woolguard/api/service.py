@@ -39,6 +39,7 @@ from woolguard.reputation.network import IpBook
 from woolguard.reputation.phone import PhoneBook
 from woolguard.rules.lists import LIST_ENTITIES, ListEntry, Lists
 from woolguard.rules.policy import Policy
+from woolguard.runtime import freeze
 from woolguard.storage import DecisionLog, open_database
 from woolguard.storage.decision_log import get_decision
 from woolguard.storage.schema import list_entries, policies
@@ -270,6 +271,7 @@ class DecisionService:
                 self._load(rt)
                 self.tenants[tenant] = rt
                 refresh_models(self, tenant, force=True)  # the tenant's served model (model/serving.py)
+                freeze()  # the engine, its policy and model live as long as the worker: out of the GC's walks
         return rt
 
     def _load(self, rt: TenantRuntime) -> None:

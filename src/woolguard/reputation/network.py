@@ -9,20 +9,31 @@ from __future__ import annotations
 import ipaddress
 import socket
 from bisect import bisect_right
-from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+import msgspec
+
 LIST_NAMES = ("datacenter", "proxy", "bad")
 
 
-@dataclass(frozen=True, slots=True)
-class IpFacts:
+class IpFacts(msgspec.Struct, frozen=True, gc=False):
+    """What the lists say of one address. Cached per address by :class:`IpBook` (up to 131k of them): ``gc=False``
+    and shared ``lists`` sets keep that cache out of the cyclic garbage collector's walks."""
+
     valid: bool
     public: bool
     prefix: str | None  # /24 for IPv4, /48 for IPv6
     lists: frozenset[str]
+
+
+#: One frozenset per combination of list names (a handful), shared by every cached IpFacts.
+_HITS: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _shared(hits: frozenset[str]) -> frozenset[str]:
+    return _HITS.setdefault(hits, hits)
 
 
 def parse_cidrs(text: str, source: str = "<list>") -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -107,11 +118,11 @@ class IpBook:
         value = _ipv4_int(ip)
         if value is not None and value not in _SPECIAL_V4:  # the common case, without an ipaddress object
             hits = frozenset(name for name, (v4, _) in self._lists.items() if value in v4)
-            return IpFacts(True, True, ip.rsplit(".", 1)[0], hits)
+            return IpFacts(True, True, ip.rsplit(".", 1)[0], _shared(hits))
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:
-            return IpFacts(False, False, None, frozenset())
+            return IpFacts(False, False, None, _shared(frozenset()))
         value = int(addr)
         if addr.version == 4:
             prefix = ip.rsplit(".", 1)[0]
@@ -119,4 +130,4 @@ class IpBook:
         else:
             prefix = str(ipaddress.ip_network(f"{addr}/48", strict=False).network_address)
             hits = frozenset(name for name, (_, v6) in self._lists.items() if value in v6)
-        return IpFacts(True, addr.is_global, prefix, hits)
+        return IpFacts(True, addr.is_global, prefix, _shared(hits))

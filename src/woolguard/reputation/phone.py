@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
+import msgspec
 import phonenumbers
 
 KIND_MNO = "mno"
@@ -23,16 +23,14 @@ KIND_DATA = "data"
 KIND_SATELLITE = "satellite"
 
 
-@dataclass(frozen=True, slots=True)
-class PhoneFacts:
+class PhoneFacts(msgspec.Struct, frozen=True, gc=False):  # cached per number: kept out of the cyclic GC's walks
     hash: str
     prefix: str | None
     block: str | None
     valid: bool
 
 
-@dataclass(frozen=True, slots=True)
-class PhoneClass:
+class PhoneClass(msgspec.Struct, frozen=True, gc=False):
     kind: str | None  # None: unknown segment
     operator: str | None
 
