@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from woolguard.api.testing import PrivateRedis
 
 PG_USERS = ("postgres", "root")
 PG_HOSTPORT = "127.0.0.1:5432"
@@ -67,6 +71,37 @@ def redis_url() -> str:
     client.flushdb()
     client.close()
     return REDIS_URL
+
+
+def _private_redis(args: tuple[str, ...] = ()) -> Iterator[PrivateRedis]:
+    import shutil
+    from pathlib import Path
+
+    from woolguard.api.testing import PrivateRedis
+
+    if shutil.which("redis-server") is None and not Path("/usr/bin/redis-server").exists():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("redis-server is not installed (CI=true: failure tests must run)")
+        pytest.skip("redis-server is not installed")
+    server = PrivateRedis(args).start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    """A ``redis-server`` of the test's own (a ``PrivateRedis``): to stop, restart or flush at will."""
+    yield from _private_redis()
+
+
+@pytest.fixture
+def private_redis_without_functions() -> Iterator[PrivateRedis]:
+    """A ``PrivateRedis`` that answers ``FCALL`` and ``FUNCTION`` as Redis 6 does (unknown commands)."""
+    from woolguard.api.testing import WITHOUT_FUNCTIONS
+
+    yield from _private_redis(WITHOUT_FUNCTIONS)
 
 
 @pytest.fixture

@@ -7,14 +7,12 @@ PostgreSQL failures a TCP proxy between the service and the real server, which t
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -44,19 +42,6 @@ def _run(clients: list[TestClient], headers: dict[str, str], events: list[dict])
         assert r.status_code == 200, r.text
         out.append(_essence(r.json()))
     return out
-
-
-@pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    if shutil.which("redis-server") is None and not Path("/usr/bin/redis-server").exists():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("redis-server is not installed (CI=true: failure tests must run)")
-        pytest.skip("redis-server is not installed")
-    server = PrivateRedis().start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.mark.postgres
@@ -208,3 +193,36 @@ def test_unknown_tenant_db_down_is_503_not_500(tmp_path: Path) -> None:
         key = create_key(app.state.service.db, "acme")
         app.state.service.keys.db = open_database("postgresql://nobody@127.0.0.1:1/none", migrate=False)
         assert c.post("/v1/events", json=event(1), headers={"X-Api-Key": key}).status_code == 503
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("functions", [True, False])
+def test_service_reloads_the_feature_code_mid_run_with_the_same_decisions(tmp_path: Path, functions: bool,
+                                                                          request: pytest.FixtureRequest) -> None:
+    """The hot path (the pipelined FCALL) after Redis lost the feature code mid-run (FUNCTION FLUSH; on a Redis
+    without functions, EVALSHA and SCRIPT FLUSH): every decision is the in-process engine's, none degraded."""
+    server = request.getfixturevalue("private_redis" if functions else "private_redis_without_functions")
+    events = [event(i) for i in range(60)]
+    (tmp_path / "mem").mkdir()
+    (tmp_path / "red").mkdir()
+    mem = create_app(settings_for(tmp_path / "mem"))
+    with TestClient(mem) as c:
+        reference = _run([c], tenant_with_key(mem.state.service.db, "acme"), events)
+    app = create_app(settings_for(tmp_path / "red", redis_url=server.url, redis_timeout_s=1.0))
+    admin = redis.Redis.from_url(server.url)
+    flush = ("FUNCTION", "FLUSH") if functions else ("SCRIPT", "FLUSH")
+    with TestClient(app) as c:
+        h = tenant_with_key(app.state.service.db, "acme")
+        got = []
+        for i in range(0, len(events), 10):
+            admin.execute_command(*flush)
+            got += _run([c], h, events[i:i + 10])
+    assert got == reference
+    assert all(d[5] is None for d in got)  # not degraded
+    stats = admin.info("commandstats")
+    if functions:
+        assert stats["cmdstat_function|load"]["calls"] == 6  # after each flush
+        assert stats["cmdstat_fcall"]["calls"] == 60 + 6 and "cmdstat_evalsha" not in stats
+    else:
+        assert stats["cmdstat_script|load"]["calls"] == 6
+        assert stats["cmdstat_evalsha"]["calls"] == 60 + 5  # the first call was an FCALL (refused)

@@ -87,13 +87,17 @@ def test_pack_set_ex_is_what_hiredis_packs(key: str, value: bytes, ttl: int) -> 
     assert pack_set_ex(key, value, ttl) == hiredis.pack_command(("SET", key, value, "EX", ttl))
 
 
-def test_packed_command_runs_the_script(redis_shared_url: str) -> None:
-    """The service's path (packed command through the pipe) gives the windows ``observe`` gives."""
+@pytest.mark.parametrize("functions", [True, False])
+def test_packed_command_runs_the_script(redis_shared_url: str, functions: bool) -> None:
+    """The service's path (packed command through the pipe) gives the windows ``observe`` gives: ``FCALL`` of the
+    library, or ``EVALSHA`` of the script."""
     tenant = f"pk{uuid.uuid4().hex[:10]}"
     client = redis.Redis.from_url(redis_shared_url)
-    state = RedisState(client=client, tenant=tenant)
+    state = RedisState(client=client, tenant=tenant, functions=functions)
     twin = RedisState(client=client, tenant=tenant + "b")
-    client.script_load(state.script)
+    state.load()
+    assert _call_of(state.packed_command(1, EventKind.CLAIM, {"device": "d"}, "k", 1)[0]) == (
+        ("FCALL", state.function) if functions else ("EVALSHA", state.sha))
     ents = {"account": "a1", "device": "d1", "ip": "1.2.3.4", "campaign": "c", "phone": "k:p"}
 
     async def run() -> list[object]:
@@ -114,6 +118,82 @@ def test_packed_command_runs_the_script(redis_shared_url: str) -> None:
     assert got[-1] != got[0]  # the windows moved
     state.clear()
     twin.clear()
+
+
+def _call_of(packed: bytes) -> tuple[str, str]:
+    """The command and its first argument (function name or SHA) of a packed command."""
+    parts = packed.split(b"\r\n")
+    return parts[2].decode(), parts[4].decode()
+
+
+def test_packed_command_is_fcall_until_redis_refuses_functions() -> None:
+    state = RedisState(client=redis.Redis(), tenant="t-1")  # never connects: only packs
+    ents = {"account": "a1", "device": "d1", "campaign": "c"}
+    packed, _ = state.packed_command(5_000, EventKind.CLAIM, ents, "k", 1_000)
+    assert _call_of(packed) == ("FCALL", state.function)
+    state._without_functions(redis.ResponseError("unknown command 'FUNCTION'"))  # what a refused load does
+    evalsha, _ = state.packed_command(5_000, EventKind.CLAIM, ents, "k", 1_000)
+    assert _call_of(evalsha) == ("EVALSHA", state.sha)
+    assert evalsha == hiredis.pack_command(state.command(5_000, EventKind.CLAIM, ents, "k", 1_000)[0])
+    assert evalsha.split(b"\r\n")[5:] == packed.split(b"\r\n")[5:]  # the same keys and arguments
+
+
+def _run_through_pipe(url: str, state: RedisState, flush: list[tuple[object, ...]], n: int) -> list[object]:
+    """``n`` events through the pipe as the service sends them (load and make the command again when
+    :func:`needs_load`), with the admin commands ``flush`` sent on another connection before every third."""
+    admin = redis.Redis.from_url(url)
+    ents = {"account": "a1", "device": "d1", "ip": "1.2.3.4", "campaign": "c", "phone": "k:p"}
+
+    async def run() -> list[object]:
+        pipe = RedisPipe(url, timeout_s=2.0)
+        try:
+            out = []
+            for i in range(n):
+                if i % 3 == 1:
+                    for cmd in flush:
+                        admin.execute_command(*cmd)
+                args = (1_000_000 + i * 1000, EventKind.CLAIM, ents, f"wg:{{{state.tenant}}}:idem:e{i}", 60_000)
+                packed, present = state.packed_command(*args)
+                try:
+                    reply = await pipe.call_packed(packed)
+                except redis.ResponseError as exc:
+                    assert state.needs_load(exc), exc
+                    await state.load_async(pipe.call)
+                    packed, present = state.packed_command(*args)
+                    reply = await pipe.call_packed(packed)
+                out.append(state.result(present, reply))
+            return out
+        finally:
+            pipe.close()
+
+    return asyncio.run(run())
+
+
+def test_pipe_reloads_the_library_after_function_flush(private_redis) -> None:
+    url = private_redis.url
+    state = RedisState(url, tenant="t-1")
+    twin = RedisState(url, tenant="t-2", functions=False)
+    ents = {"account": "a1", "device": "d1", "ip": "1.2.3.4", "campaign": "c", "phone": "k:p"}
+    got = _run_through_pipe(url, state, [("FUNCTION", "FLUSH")], 12)
+    assert got == [twin.observe(1_000_000 + i * 1000, EventKind.CLAIM, ents) for i in range(12)]
+    assert state.functions
+    stats = state.client.info("commandstats")
+    assert stats["cmdstat_function|load"]["calls"] == 1 + 4  # first use, then after each flush
+    assert stats["cmdstat_fcall"]["calls"] == 12 + 1 + 4
+    assert stats["cmdstat_evalsha"]["calls"] == 12 + 1  # the twin's
+
+
+def test_pipe_falls_back_to_evalsha_without_functions(private_redis_without_functions) -> None:
+    url = private_redis_without_functions.url
+    state = RedisState(url, tenant="t-1")
+    twin = RedisState(url, tenant="t-2", functions=False)
+    ents = {"account": "a1", "device": "d1", "ip": "1.2.3.4", "campaign": "c", "phone": "k:p"}
+    got = _run_through_pipe(url, state, [("SCRIPT", "FLUSH")], 12)
+    assert not state.functions
+    assert got == [twin.observe(1_000_000 + i * 1000, EventKind.CLAIM, ents) for i in range(12)]
+    stats = state.client.info("commandstats")
+    assert stats["cmdstat_script|load"]["calls"] == 1 + 4  # first use, after each flush (the twin finds it)
+    assert stats["cmdstat_evalsha"]["calls"] == (12 + 4) + 12  # a NOSCRIPT after each flush, the twin's
 
 
 def test_packed_command_after_the_layout_cache_was_cleared() -> None:

@@ -216,6 +216,7 @@ def test_shared_zsets_match_memory_exactly_with_saturation(redis_shared_url, mon
 
 def test_claim_in_the_same_script_call(redis_shared_url):
     red = state(redis_shared_url)
+    red.load()  # the raw command below does not load the code itself
     r = red.client
     claim = f"{red.prefix}idem:e1"
     ts, kind, ents = EVENT
@@ -430,8 +431,211 @@ def test_a_script_unknown_to_the_server_is_loaded_on_first_use(redis_shared_url)
     # A catalogue nobody used before has a script Redis has never seen: the first EVALSHA gets NOSCRIPT.
     odd = random.Random().randrange(10**6, 10**7)
     windows = (Window("n_odd", C, ("device",), odd),)
-    red = state(redis_shared_url, windows=windows)
+    red = state(redis_shared_url, windows=windows, functions=False)
     assert red.client.script_exists(red.sha) == [False]
     assert red.observe(*EVENT) == [1]
     assert red.client.script_exists(red.sha) == [True]
     assert red.observe(*EVENT) == [2]
+
+
+# -- the function library (FCALL), reloaded when Redis lost it, and the EVALSHA fallback ----------------------------
+
+
+def library_names(client: redis.Redis, pattern: str = "wg_*") -> list[str]:
+    """The names of the loaded function libraries that match ``pattern`` (FUNCTION LIST, RESP2: flat pairs)."""
+    return sorted(dict(zip(lib[::2], lib[1::2], strict=True))[b"library_name"].decode()
+                  for lib in client.function_list(library=pattern))
+
+
+def test_the_function_library_is_loaded_on_first_use_and_called(redis_shared_url):
+    # A catalogue nobody used before: the first FCALL gets "Function not found", loads the library, calls again.
+    odd = random.Random().randrange(10**6, 10**7)
+    red = state(redis_shared_url, windows=(Window("n_odd", C, ("device",), odd),))
+    r = red.client
+    assert red.functions and red.function.startswith("wg_") and len(red.function) == 19
+    assert library_names(r, red.function) == []
+    try:
+        assert red.observe(*EVENT) == [1]
+        assert library_names(r, red.function) == [red.function]
+        assert r.script_exists(red.sha) == [False]  # no EVALSHA was needed
+        calls = r.info("commandstats").get("cmdstat_fcall", {}).get("calls", 0)
+        assert red.observe(*EVENT) == [2]
+        assert r.info("commandstats")["cmdstat_fcall"]["calls"] >= calls + 1
+        assert red.functions
+    finally:
+        r.function_delete(red.function)
+
+
+def test_libraries_are_named_by_their_code():
+    a, b = RedisState(client=redis.Redis(), tenant="x"), RedisState(client=redis.Redis(), tenant="y")
+    assert a.function == b.function  # tenants share a catalogue's library
+    other = RedisState(client=redis.Redis(), tenant="x", windows=SHORT)
+    assert other.function != a.function
+    assert other.library.startswith(f"#!lua name={other.function}\n")
+    assert f"redis.register_function('{other.function}', run)" in other.library
+    # the library runs the script's code: the same body, with its tables built once
+    body = other.script.split("local TRIM_EVERY", 1)[1].split("\n", 1)[1]
+    assert body in other.library
+
+
+def test_needs_load():
+    from woolguard.features.redis_state import needs_load
+
+    assert needs_load(redis.exceptions.NoScriptError("No matching script. Please use EVAL."))
+    assert needs_load(redis.ResponseError("Function not found"))  # redis-py drops the "ERR "
+    assert needs_load(redis.ResponseError("ERR Function not found"))  # the pipe keeps it
+    assert needs_load(redis.ResponseError("unknown command 'FCALL', with args beginning with: 'wg_1' '2' "))
+    assert needs_load(redis.ResponseError("ERR unknown command `FCALL`, with args beginning with: `wg_1`, `2`, "))
+    assert not needs_load(redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'."))
+    assert not needs_load(redis.ResponseError("ERR user_function:12: Script attempted to access nonexistent global"))
+    assert not needs_load(redis.ConnectionError("Connection refused"))
+
+
+def test_refuses_functions():
+    from woolguard.features.redis_state import refuses_functions
+
+    assert refuses_functions(redis.ResponseError("unknown command 'FUNCTION', with args beginning with: 'LOAD' "))
+    assert refuses_functions(redis.ResponseError("ERR unknown command `FUNCTION`, with args beginning with: "))
+    assert refuses_functions(redis.exceptions.NoPermissionError("this user has no permissions to run the "
+                                                                "'function|load' command"))
+    assert refuses_functions(redis.ResponseError("NOPERM this user has no permissions to run the 'function|load'"))
+    assert refuses_functions(redis.ResponseError("ERR Error compiling function: user_function:2: '=' expected"))
+    for passing in ("OOM command not allowed when used memory > 'maxmemory'.", "READONLY You can't write against a "
+                    "read only replica.", "BUSY Redis is busy running a script."):
+        assert not refuses_functions(redis.ResponseError(passing))
+    assert not refuses_functions(redis.ConnectionError("Connection refused"))
+
+
+def test_a_passing_refusal_of_the_library_does_not_switch_to_evalsha(private_redis):
+    """FUNCTION LOAD refused for a passing reason (here OOM): that call fails like any Redis error, the state
+    keeps FCALL, and the next call after the cause is gone loads the library."""
+    red = state(private_redis.url)
+    admin = redis.Redis.from_url(private_redis.url)
+    admin.config_set("maxmemory", 1)
+    try:
+        with pytest.raises(FeatureStateUnavailable, match="OutOfMemoryError"):
+            red.observe(*EVENT)
+    finally:
+        admin.config_set("maxmemory", 0)
+    stats = admin.info("commandstats")
+    assert stats["cmdstat_fcall"]["failed_calls"] == 1  # Function not found
+    assert stats["cmdstat_function|load"]["rejected_calls"] == 1  # OOM
+    assert red.functions
+    assert red.observe(*EVENT) == MemoryState().observe(*EVENT)
+    assert red.functions and library_names(admin) == [red.function]
+
+
+def test_function_flush_mid_run_reloads_with_no_wrong_value(private_redis, monkeypatch):
+    """FUNCTION FLUSH (or a restart's empty function table) between any two events: every event is counted once,
+    every value is memory's, and the library is back after each flush."""
+    from woolguard.features import catalog
+
+    monkeypatch.setattr(catalog, "MAX_ENTRIES", 4)
+    monkeypatch.setattr(memory_module, "MAX_ENTRIES", 4)
+    rng = random.Random(9)
+    mem = MemoryState(SHORT)
+    name = tenant()
+    workers = [RedisState(private_redis.url, tenant=name, windows=SHORT, timeout_s=2.0) for _ in range(2)]
+    pool = RoundRobin(workers)
+    admin = redis.Redis.from_url(private_redis.url)
+    flushes = 0
+    for n, (ts, kind, ents) in enumerate(random_stream(rng, 400)):
+        if n % 7 == 3:
+            admin.function_flush()
+            flushes += 1
+        if n % 50 == 17:
+            admin.script_flush()  # not used by the function path: changes nothing
+        assert pool.observe(ts, kind, ents) == mem.observe(ts, kind, ents), (n, ts, kind, ents)
+    assert library_names(admin) == [workers[0].function]
+    assert all(w.functions for w in workers)
+    assert admin.info("commandstats")["cmdstat_function|load"]["calls"] == 1 + flushes  # first use, each flush
+    assert "cmdstat_evalsha" not in admin.info("commandstats")
+
+
+def test_threads_lose_no_update_while_the_library_is_flushed(private_redis):
+    """8 threads on one device while another flushes the library again and again: a call that found no function
+    ran nothing, so after its load and retry (or the caller's retry, when a flush hit between load and retry) each
+    event is counted exactly once."""
+    url = private_redis.url
+    name = tenant()
+    stop = threading.Event()
+    admin = redis.Redis.from_url(url)
+    errors: list[str] = []
+
+    def flusher() -> int:
+        n = 0
+        while not stop.is_set():
+            admin.function_flush()
+            n += 1
+            time.sleep(0.005)
+        return n
+
+    def worker(w: int) -> list[int]:
+        st = RedisState(url, tenant=name, timeout_s=5.0)
+        index = [x.name for x in st.windows].index("dev_payouts_1d")
+        out = []
+        for i in range(PER_WORKER // 5):
+            for _attempt in range(100):
+                try:
+                    out.append(st.observe(1_700_000_000_000, EventKind.CLAIM, {**HOT, "account": f"w{w}-{i}"})[index])
+                    break
+                except FeatureStateUnavailable as exc:
+                    errors.append(str(exc))
+            else:
+                raise AssertionError(f"no call got through: {errors[-3:]}")
+        return out
+
+    with ThreadPoolExecutor(9) as pool:
+        flushes = pool.submit(flusher)
+        try:
+            results = list(pool.map(worker, range(8)))
+        finally:
+            stop.set()
+        assert flushes.result() > 5
+    assert all("Function not found" in e for e in errors), errors[:3]
+    total = 8 * (PER_WORKER // 5)
+    assert sorted(v for r in results for v in r) == list(range(1, total + 1))
+    final = dict(zip([w.name for w in DEFAULT_WINDOWS],
+                     RedisState(url, tenant=name).peek(1_700_000_000_000, HOT), strict=True))
+    assert final["dev_payouts_1d"] == final["ip_payouts_10m"] == final["dev_accounts_1d"] == total
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_a_redis_without_functions_gets_evalsha_with_the_same_values(private_redis_without_functions, monkeypatch,
+                                                                    caplog, seed):
+    """A Redis that answers FCALL and FUNCTION as Redis 6 does: the first call's refused load switches the state to
+    EVALSHA (for good: no FCALL after it), with memory's values, and NOSCRIPT still reloads the script."""
+    from woolguard.features import catalog
+
+    monkeypatch.setattr(catalog, "MAX_ENTRIES", 4)
+    monkeypatch.setattr(memory_module, "MAX_ENTRIES", 4)
+    url = private_redis_without_functions.url
+    admin = redis.Redis.from_url(url)
+    with pytest.raises(redis.ResponseError, match="unknown command"):
+        admin.function_list()
+    rng = random.Random(seed)
+    mem, red = MemoryState(SHORT), state(url, windows=SHORT)
+    assert red.functions
+    flushes = 0
+    for n, (ts, kind, ents) in enumerate(random_stream(rng, 300)):
+        if n % 50 == 20:
+            admin.script_flush()
+            flushes += 1
+        assert red.observe(ts, kind, ents) == mem.observe(ts, kind, ents), (n, ts, kind, ents)
+        assert not red.functions
+    stats = admin.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 300 + flushes  # one NOSCRIPT after each flush
+    assert stats["cmdstat_evalsha"]["failed_calls"] == flushes
+    assert stats["cmdstat_script|load"]["calls"] == 1 + flushes
+    assert "cmdstat_fcall" not in stats and "cmdstat_function|load" not in stats  # unknown commands
+    refused = [r for r in caplog.records if "refused the feature function library" in r.getMessage()]
+    assert len(refused) == 1  # asked once, refused, remembered
+    assert admin.script_exists(red.sha) == [True]
+
+
+def test_functions_false_never_sends_fcall(private_redis):
+    red = state(private_redis.url, functions=False)
+    assert red.observe(*EVENT) == MemoryState().observe(*EVENT)
+    stats = red.client.info("commandstats")
+    assert "cmdstat_fcall" not in stats and "cmdstat_function|load" not in stats
+    assert stats["cmdstat_evalsha"]["calls"] == 2  # NOSCRIPT, then after the load

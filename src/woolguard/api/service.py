@@ -87,10 +87,10 @@ def _dependency_errors() -> tuple[type[BaseException], ...]:
 
 DEPENDENCY_ERRORS = _dependency_errors()
 try:
-    from redis.exceptions import NoScriptError
+    from redis.exceptions import ResponseError
 except ImportError:  # pragma: no cover
 
-    class NoScriptError(Exception):  # type: ignore[no-redef]
+    class ResponseError(Exception):  # type: ignore[no-redef]
         pass
 
 
@@ -472,8 +472,14 @@ class DecisionService:
         try:
             try:
                 reply = await pipe.call_packed(cmd)
-            except NoScriptError:
-                await pipe.call("SCRIPT", "LOAD", state.script)
+            except ResponseError as exc:
+                if not state.needs_load(exc):
+                    raise
+                # Redis lost the function (restart, failover, FUNCTION FLUSH) or has none (Redis 6): nothing ran.
+                # Load it, then make the command again: on a Redis without functions it is now an EVALSHA.
+                await state.load_async(pipe.call)
+                cmd, present = state.packed_command(ev.ts, ev.kind, ents, key,
+                                                    self.settings.idempotency_ttl_s * 1000)
                 reply = await pipe.call_packed(cmd)
             result = state.result(present, reply)
         except DEPENDENCY_ERRORS as exc:

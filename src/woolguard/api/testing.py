@@ -32,10 +32,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class PrivateRedis:
-    """A throw-away ``redis-server`` on a free port in a temp dir, stoppable and restartable on that port."""
+#: ``redis-server`` options that make a Redis 7 answer ``FCALL`` and ``FUNCTION`` as Redis 6 does
+#: (``ERR unknown command``): the feature state's ``EVALSHA`` fallback under test.
+WITHOUT_FUNCTIONS = ("--rename-command", "FCALL", "", "--rename-command", "FCALL_RO", "",
+                     "--rename-command", "FUNCTION", "")
 
-    def __init__(self) -> None:
+
+class PrivateRedis:
+    """A throw-away ``redis-server`` on a free port in a temp dir, stoppable and restartable on that port
+    (``args``: more ``redis-server`` options, e.g. :data:`WITHOUT_FUNCTIONS`)."""
+
+    def __init__(self, args: tuple[str, ...] = ()) -> None:
+        self.args = args
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="wg-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -47,7 +55,7 @@ class PrivateRedis:
     def start(self) -> PrivateRedis:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.proc = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-                                      "--appendonly", "no", "--dir", str(self.dir)],
+                                      "--appendonly", "no", "--dir", str(self.dir), *self.args],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
