@@ -6,12 +6,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from woolguard.api import Settings, create_app
 from woolguard.api.keys import create_key, revoke_key
 from woolguard.api.testing import event, tenant_with_key
+from woolguard.reasons import CODES
+from woolguard.storage.schema import decisions
 
 CLOSED_POLICY = """
 id: strict
@@ -55,6 +59,32 @@ def test_event_decision_and_lookup(client: TestClient) -> None:
     assert "phone" not in full["event"] and full["event"]["phone_hash"].startswith("k:")
     assert client.get("/v1/decisions/e29").json()["decision_id"] == d["decision_id"]
     assert client.get("/v1/decisions/nope").status_code == 404
+
+
+def check_reasons_stored_compact_and_served_whole(c: TestClient) -> None:
+    """The ``reasons`` column holds no taxonomy category or text; the decision endpoints give them back."""
+    ds = c.post("/v1/events/batch", json={"events": [event(i) for i in range(60)]}).json()["decisions"]
+    assert sum(len(d["reasons"]) >= 3 for d in ds) >= 10  # rejections with several reasons
+    service = c.app.state.service
+    service.dlog.flush()
+    with service.db.connect() as conn:
+        stored = dict(conn.execute(select(decisions.c.id, decisions.c.reasons)).all())
+    assert len(stored) == 60
+    for d in ds:
+        raw = stored[d["decision_id"]]
+        raw = orjson.loads(raw) if isinstance(raw, str | bytes) else raw
+        assert [r["code"] for r in raw] == [r["code"] for r in d["reasons"]]
+        assert not any({"category", "text_en", "text_zh"} & set(r) for r in raw)
+        for r in d["reasons"]:
+            code = CODES[r["code"]]
+            assert (r["category"], r["text_en"], r["text_zh"]) == (code.category.value, code.en, code.zh)
+        assert c.get(f"/v1/decisions/{d['decision_id']}").json()["reasons"] == d["reasons"]
+    listed = c.get("/v1/decisions", params={"limit": 100}).json()["items"]
+    assert {d["decision_id"]: d["reasons"] for d in listed} == {d["decision_id"]: d["reasons"] for d in ds}
+
+
+def test_reasons_stored_compact_and_served_whole(client: TestClient) -> None:
+    check_reasons_stored_compact_and_served_whole(client)
 
 
 def test_batch_and_filtered_list(client: TestClient) -> None:

@@ -16,7 +16,7 @@ import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from test_api import CLOSED_POLICY, settings_for
+from test_api import CLOSED_POLICY, check_reasons_stored_compact_and_served_whole, settings_for
 from woolguard.api import Settings, create_app
 from woolguard.api.keys import create_key, create_tenant
 from woolguard.api.testing import CuttableProxy, PrivateRedis, event, tenant_with_key
@@ -75,6 +75,14 @@ def test_same_decisions_in_process_and_on_redis_1_and_4_workers(tmp_path: Path, 
     finally:
         for c in clients:
             c.__exit__(None, None, None)
+
+
+@pytest.mark.postgres
+def test_reasons_stored_compact_and_served_whole_on_postgres(tmp_path: Path, pg_url: str) -> None:
+    app = create_app(settings_for(tmp_path, database_url=pg_url))
+    with TestClient(app) as c:
+        c.headers.update(tenant_with_key(app.state.service.db, "acme"))
+        check_reasons_stored_compact_and_served_whole(c)
 
 
 @pytest.mark.postgres

@@ -8,12 +8,15 @@ import time
 from pathlib import Path
 
 import msgspec
+import orjson
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, func, inspect, select, text
 
+from woolguard.api.service import decision_from_row
 from woolguard.events import Account, Challenge, Decision, Device, Event, EventKind, Outcome, Reason
+from woolguard.reasons import CODES
 from woolguard.storage import DecisionLog, lists, open_database, policies
 from woolguard.storage import labels as labels_repo
 from woolguard.storage.database import (
@@ -25,7 +28,13 @@ from woolguard.storage.database import (
     normalise_url,
     upgrade,
 )
-from woolguard.storage.decision_log import get_decision, iter_decisions, list_decisions
+from woolguard.storage.decision_log import (
+    compact_reasons,
+    expand_reasons,
+    get_decision,
+    iter_decisions,
+    list_decisions,
+)
 from woolguard.storage.schema import decisions, metadata
 
 T0 = 1_717_200_000_000  # 2024-06-01T00:00:00Z
@@ -47,6 +56,50 @@ def make_pair(i: int, *, event_id: str | None = None, decision_id: str | None = 
                                         text_en="Runs on an emulator", text_zh="运行在模拟器上")],
                         features={"acct_claims_1h": i, "ip24_accounts_1h": 2.5, "first_seen": True})
     return event, decision
+
+
+def taxonomy_reason(code: str, rule: str, **kw: object) -> Reason:
+    """A reason as the engine makes it: category and texts from the taxonomy."""
+    c = CODES[code]
+    return Reason(code=code, category=c.category.value, rule=rule, text_en=c.en, text_zh=c.zh, **kw)
+
+
+def reasons_pair(i: int, **kw: object) -> tuple[Event, Decision]:
+    """make_pair with taxonomy reasons (stored compact) and three that are stored whole."""
+    event, decision = make_pair(i, **kw)
+    reasons = [
+        taxonomy_reason("device.emulator", "R_EMU", score=40, level=2, values={"emulator": True, "n": i}),
+        taxonomy_reason("behaviour.velocity.ip", "R_VEL", values={"ip_payouts_1h": i}, shadow=True),
+        taxonomy_reason("gang.member", "R_GANG"),
+        # an unknown code, a known code with another text, a known code without texts: stored as they are
+        Reason(code="brand.watch", category="brand", rule="R_BRAND", score=5, text_en="Brand's own",
+               text_zh="品牌自定义"),
+        Reason(code="device.rooted", category="device", rule="R_ROOT", text_en="Rooted (edited)",
+               text_zh=CODES["device.rooted"].zh),
+        Reason(code="device.hooked", category="device", rule="R_HOOK"),
+    ]
+    return event, msgspec.structs.replace(decision, reasons=reasons)
+
+
+def compact_of(i: int) -> list[dict]:
+    """What reasons_pair(i)'s reasons look like in the ``reasons`` column."""
+    whole = msgspec.to_builtins(reasons_pair(i)[1].reasons[3:])
+    return [{"code": "device.emulator", "rule": "R_EMU", "score": 40, "level": 2, "values": {"emulator": True, "n": i}},
+            {"code": "behaviour.velocity.ip", "rule": "R_VEL", "values": {"ip_payouts_1h": i}, "shadow": True},
+            {"code": "gang.member", "rule": "R_GANG"}, *whole]
+
+
+def stored_reasons(db: Database) -> dict[str, list]:
+    """decision id -> the ``reasons`` column as stored (no reader in between)."""
+    with db.connect() as conn:
+        rows = conn.execute(select(decisions.c.id, decisions.c.reasons)).all()
+    return {i: (orjson.loads(r) if isinstance(r, str | bytes) else r) for i, r in rows}
+
+
+def same_reasons(got: list[dict], decision: Decision) -> bool:
+    """Equal to the decision's reasons as the readers gave them before compact reasons, key order included."""
+    want = msgspec.to_builtins(decision.reasons)
+    return got == want and [list(r) for r in got] == [list(r) for r in want]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -246,6 +299,94 @@ def test_features_are_stored_compact_with_their_names_once(db: Database, tmp_pat
     assert [r["features"] for r in iter_decisions(db, "default") if r["id"] == "dec5"] == [pairs[5][1].features]
 
 
+def test_reasons_are_stored_without_taxonomy_texts_and_read_back_whole(db: Database, tmp_path: Path) -> None:
+    """A reason whose category and texts are the taxonomy's for its code is stored without them; every reader
+    gives them back. On PostgreSQL this goes through COPY, COPY's slow line (a tab in a value) and the INSERT
+    that takes a batch COPY refused (a duplicate event in it); on SQLite through INSERT."""
+    pairs = [reasons_pair(i) for i in range(20)]
+    pairs[5] = reasons_pair(5, account="tab\there")
+    pairs[13] = reasons_pair(13, event_id="e12", decision_id="dec13")  # a duplicate: the batch is INSERTed
+    with DecisionLog(db, batch_size=7, spill_dir=tmp_path) as dlog:
+        for event, decision in pairs:
+            dlog.append(event, decision)
+    stored = stored_reasons(db)
+    assert len(stored) == 19 and "dec13" not in stored
+    for i in (0, 5, 12, 19):
+        assert stored[f"dec{i}"] == compact_of(i)
+    raw = orjson.dumps(stored["dec0"]).decode()
+    assert raw.count("text_en") == 2 and raw.count('"category"') == 3  # only in the three stored whole
+    assert CODES["device.emulator"].en not in raw and CODES["gang.member"].zh not in raw
+
+    for i in (0, 5, 12, 19):
+        decision = pairs[i][1]
+        row = get_decision(db, "default", f"e{i}")
+        assert same_reasons(row["reasons"], decision)
+        assert decision_from_row(row).reasons == decision.reasons  # what the API answers
+        assert same_reasons(DecisionLog(db).get_decision(None, f"dec{i}")["reasons"], decision)
+    assert row["reasons"][0]["text_zh"] == CODES["device.emulator"].zh and row["reasons"][1]["shadow"] is True
+    listed = list_decisions(db, "default", limit=100).items
+    streamed = list(iter_decisions(db, "default", yield_per=3))
+    assert len(listed) == len(streamed) == 19
+    for row in (*listed, *streamed):
+        assert same_reasons(row["reasons"], pairs[int(row["id"][3:])][1])
+
+
+def test_reasons_written_before_compact_reasons_read_back_unchanged(db: Database, tmp_path: Path) -> None:
+    """Rows of older versions hold whole reasons (texts, perhaps of an older taxonomy, or none): as they are."""
+    with DecisionLog(db, spill_dir=tmp_path) as dlog:
+        for i in range(3):
+            dlog.append(*reasons_pair(i))
+    old = [msgspec.to_builtins(reasons_pair(0)[1].reasons),
+           [{"code": "device.emulator", "category": "device", "rule": "R_EMU", "score": 40,
+             "text_en": "Emulator (as worded in 2024)", "text_zh": "模拟器（旧）"}],
+           [{"code": "device.emulator", "category": "device", "rule": "R_EMU"}]]
+    with db.begin() as conn:
+        for i, reasons in enumerate(old):
+            conn.execute(decisions.update().where(decisions.c.id == f"dec{i}").values(reasons=reasons))
+    assert stored_reasons(db)["dec0"] == old[0]  # texts in the column, as before
+    for i, reasons in enumerate(old):
+        assert get_decision(db, "default", f"dec{i}")["reasons"] == reasons
+        assert [r["reasons"] for r in iter_decisions(db) if r["id"] == f"dec{i}"] == [reasons]
+    assert decision_from_row(get_decision(db, "default", "dec2")).reasons[0].text_en == ""
+
+
+def test_spilled_rows_are_stored_compact(url: str, db: Database, tmp_path: Path) -> None:
+    """Spill files hold whole reasons (readable without the taxonomy); written later, they are stored compact."""
+    dlog = DecisionLog(unreachable(url, tmp_path), batch_size=1000, spill_dir=tmp_path)
+    for i in range(12):
+        dlog.append(*reasons_pair(i, account="tab\there" if i == 4 else None))
+    dlog.close()
+    (spill,) = tmp_path.glob("woolguard-spill-*.jsonl")
+    first = orjson.loads(spill.read_bytes().splitlines()[0])
+    assert first["reasons"] == msgspec.to_builtins(reasons_pair(0)[1].reasons)
+    with DecisionLog(db, batch_size=5, spill_dir=tmp_path) as later:
+        assert later.flush() == 12
+    stored = stored_reasons(db)
+    assert all(stored[f"dec{i}"] == compact_of(i) for i in range(12))
+    assert all(same_reasons(get_decision(db, "default", f"e{i}")["reasons"], reasons_pair(i)[1]) for i in range(12))
+
+
+def test_compact_and_expand_reasons() -> None:
+    from woolguard.storage.decision_log import StoredReason
+
+    # a field added to Reason must be added to StoredReason (same order, same default), or it would be lost
+    kept = [f for f in msgspec.structs.fields(Reason) if f.name not in ("category", "text_en", "text_zh")]
+    assert [(f.name, f.default) for f in kept] == [(f.name, f.default) for f in msgspec.structs.fields(StoredReason)]
+    _, decision = reasons_pair(7)
+    whole = msgspec.to_builtins(decision.reasons)
+    compact = msgspec.to_builtins(compact_reasons(decision.reasons))
+    assert compact == compact_of(7)
+    assert compact_reasons(whole) == compact  # rows from spill files: dicts
+    assert msgspec.to_builtins(compact_reasons([*decision.reasons[:2], whole[2]])) == compact[:3]  # a mix
+    assert expand_reasons(compact) == whole and expand_reasons(orjson.dumps(compact).decode()) == whole
+    assert expand_reasons(whole) == whole and expand_reasons(expand_reasons(compact)) == whole
+    assert compact_reasons([]) == [] and expand_reasons([]) == [] and expand_reasons(None) is None
+    # a compact reason whose code a later taxonomy dropped: its category is the code's first part, no texts
+    assert expand_reasons([{"code": "device.gone", "rule": "R", "score": 3}]) == [
+        {"code": "device.gone", "category": "device", "rule": "R", "score": 3}]
+    assert msgspec.convert(expand_reasons([{"code": "device.gone", "rule": "R"}]), list[Reason])[0].text_en == ""
+
+
 @pytest.mark.parametrize("nasty", ["tab\there", "new\nline\r\n", "back\\slash \\N", "引号\"'和 emoji 🐑", "\\."])
 def test_values_with_copy_specials_read_back_equal(db: Database, tmp_path: Path, nasty: str) -> None:
     """PostgreSQL takes batches by COPY, whose text format gives tabs, newlines and backslashes a meaning:
@@ -346,10 +487,13 @@ def test_rows_postgres_refuses_are_set_aside_not_blocking(pg_url: str, tmp_path:
     db = open_database(pg_url)
     with DecisionLog(db, batch_size=10, spill_dir=tmp_path) as dlog:
         for i in range(10):
-            dlog.append(*make_pair(i, account="bad\x00id" if i == 4 else None))
+            dlog.append(*reasons_pair(i, account="bad\x00id" if i == 4 else None))
     assert count(db) == 9
+    assert stored_reasons(db)["dec3"] == compact_of(3)  # written row by row: compact too
+    assert same_reasons(get_decision(db, "default", "e3")["reasons"], reasons_pair(3)[1])
     rejected = list(tmp_path.glob("woolguard-rejected-*.jsonl"))
     assert len(rejected) == 1 and '"e4"' in rejected[0].read_text()
+    assert CODES["device.emulator"].en in rejected[0].read_text()  # set aside whole, texts and all
     assert dlog.pending() == 0
     db.close()
 

@@ -88,3 +88,33 @@ def test_explain_command(tmp_path: Path) -> None:
     assert explain_command("missing-id", url=url, console=console) == 1
     assert "No decision found for 'missing-id'" in console.export_text()
     assert explain_command("evt-42", url=url, tenant="brand-b", console=console) == 1
+
+
+def test_explain_gives_the_taxonomy_texts_of_compact_reasons(tmp_path: Path) -> None:
+    """Reasons from the taxonomy are stored without their texts: explain shows them, in either language."""
+    import msgspec
+    from sqlalchemy import select
+
+    from woolguard.reasons import CODES
+    from woolguard.storage.schema import decisions
+
+    emu, virt = CODES["device.emulator"], CODES["environment.phone.virtual"]
+    reasons = [Reason(code=c.code, category=c.category.value, rule=rule, score=30, values={"v": 1},
+                      text_en=c.en, text_zh=c.zh) for c, rule in ((emu, "R_EMULATOR"), (virt, "R_VIRTUAL"))]
+    url = f"sqlite:///{tmp_path / 'wg.db'}"
+    db = open_database(url)
+    with DecisionLog(db, spill_dir=tmp_path) as dlog:
+        dlog.append(EVENT, msgspec.structs.replace(DECISION, reasons=reasons))
+    with db.connect() as conn:
+        stored = conn.execute(select(decisions.c.reasons).where(decisions.c.id == "dec-42")).scalar()
+    row = get_decision(db, "default", "evt-42")
+    db.close()
+    assert "text_en" not in json.dumps(stored) and "category" not in json.dumps(stored)
+    for lang, texts in (("en", (emu.en, virt.en)), ("zh", (emu.zh, virt.zh))):
+        out = text_of(render_explanation(row, lang=lang))
+        assert all(t in out for t in texts), lang
+    console = Console(record=True, width=200, file=io.StringIO())
+    assert explain_command("evt-42", url=url, as_json=True, console=console) == 0
+    data = json.loads(console.export_text())
+    assert [(r["category"], r["text_en"], r["text_zh"]) for r in data["reasons"]] == [
+        (c.category.value, c.en, c.zh) for c in (emu, virt)]

@@ -4,6 +4,10 @@ Codes are ``category.name`` (``device.emulator``); categories follow the field's
 behaviour, environment, device, gang) plus list, model and engine. Operator texts say exactly what fired;
 shopper texts say enough to act (retry, verify, call support) without teaching a ring what to change.
 ``docs/reasons.md`` is generated from this table (``woolguard reasons --markdown``).
+
+The decision log stores reasons without the category and texts this table gives their code, and its readers
+fill them in from here (``woolguard.storage.decision_log.compact_reasons`` / ``expand_reasons``): rewording a
+text rewords it in logged decisions too; do not remove a code that logged decisions may carry.
 """
 
 from __future__ import annotations

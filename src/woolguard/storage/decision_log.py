@@ -9,6 +9,13 @@ memory (up to ``max_pending``), then in ``woolguard-spill-*.jsonl`` files in ``s
 flush writes them first. A row the database refuses outright (a NUL character on PostgreSQL, say) is
 written to ``woolguard-rejected-*.jsonl`` with the error and logged, and does not hold back the others.
 
+Two JSON columns are stored compactly and given back whole by every reader. ``features`` is
+``[feature set id, value, ...]`` (:func:`compact_features`). Each of ``reasons`` leaves out ``category``,
+``text_en`` and ``text_zh`` when all three are what the taxonomy (:data:`woolguard.reasons.CODES`) gives
+for its code (:func:`compact_reasons`); a reason whose category or texts differ (an unknown code, a custom
+text) is stored whole. A stored reason without ``category`` is a compact one: the readers put the
+taxonomy's category and texts back (:func:`expand_reasons`). Spill and rejected files hold whole rows.
+
 The readers (:func:`get_decision`, :func:`list_decisions`, :func:`iter_decisions`) return plain dicts
 whose keys are the ``decisions`` columns.
 """
@@ -34,7 +41,8 @@ from sqlalchemy import Insert, and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from woolguard.events import Decision, Event
+from woolguard.events import Decision, Event, Reason
+from woolguard.reasons import CODES
 from woolguard.storage.database import Database, json_dumps, json_encoder
 from woolguard.storage.schema import DEFAULT_TENANT, decisions, feature_sets
 
@@ -150,11 +158,87 @@ def expand_features(value: Any, conn: Any = None) -> Any:
     return dict(zip(names, value[1:], strict=True))
 
 
+class StoredReason(msgspec.Struct, omit_defaults=True, gc=False):
+    """A :class:`~woolguard.events.Reason` as stored when its category and texts are the taxonomy's for its
+    code: the same fields, in the same order, less ``category``, ``text_en`` and ``text_zh``. (Made and
+    encoded by the writer, never kept: ``gc=False`` spares the collector the thousands made a second.)"""
+
+    code: str
+    rule: str
+    score: int = 0
+    level: int = 0
+    values: dict[str, Any] = {}
+    shadow: bool = False
+
+
+#: code -> (category, text_en, text_zh) as the taxonomy gives them: what a compact reason leaves out
+_TAXONOMY: dict[str, tuple[str, str, str]] = {c.code: (c.category.value, c.en, c.zh) for c in CODES.values()}
+_taxonomy_of = _TAXONOMY.get
+_LEFT_OUT = frozenset(("category", "text_en", "text_zh"))
+
+
+def _compact_reason(r: Any) -> Any:
+    if isinstance(r, Reason):
+        if isinstance(r.code, str) and (r.category, r.text_en, r.text_zh) == _taxonomy_of(r.code):
+            return StoredReason(r.code, r.rule, r.score, r.level, r.values, r.shadow)
+    elif isinstance(r, dict) and "category" in r:  # a row read back from a spill file
+        code = r.get("code")
+        if (isinstance(code, str)
+                and (r["category"], r.get("text_en", ""), r.get("text_zh", "")) == _taxonomy_of(code)):
+            return {k: v for k, v in r.items() if k not in _LEFT_OUT}
+    return r
+
+
+def compact_reasons(reasons: Any) -> Any:
+    """Reasons as stored: each whose category and both texts are the taxonomy's for its code without those
+    three (a :class:`StoredReason`, or a dict for a row read back from a spill file); any other as it is."""
+    if not reasons:
+        return reasons
+    try:
+        # The hot path (a decision's Reason structs) in one comprehension: one dict lookup by code and a tuple
+        # compare (the engine's reasons hold the taxonomy's own strings: identity), then, for a taxonomy reason
+        # (nearly all), a struct. No match (an unknown code: None) keeps the reason whole.
+        return [StoredReason(r.code, r.rule, r.score, r.level, r.values, r.shadow)
+                if (r.category, r.text_en, r.text_zh) == _taxonomy_of(r.code) else r for r in reasons]
+    except (AttributeError, TypeError):  # dicts (a row from a spill file), or a mix
+        return [_compact_reason(r) for r in reasons]
+
+
+def _expand_reason(r: Any) -> Any:
+    if not isinstance(r, dict) or "category" in r:
+        return r  # stored whole (or written before compact reasons): as it is
+    code = r.get("code")
+    t = _TAXONOMY.get(code) if isinstance(code, str) else None
+    if t is None:  # a code this taxonomy no longer has: its category is the code's first part, no texts
+        t = (code.partition(".")[0] if isinstance(code, str) else "", "", "")
+    out = {"code": code, "category": t[0]}  # Reason's field order, as a whole reason reads back
+    for k, v in r.items():
+        if k != "code" and k != "shadow":
+            out[k] = v
+    if t[1]:
+        out["text_en"] = t[1]
+    if t[2]:
+        out["text_zh"] = t[2]
+    if "shadow" in r:
+        out["shadow"] = r["shadow"]
+    return out
+
+
+def expand_reasons(value: Any) -> Any:
+    """Stored ``reasons`` as :class:`~woolguard.events.Reason` dicts: compact ones (no ``category``) with the
+    taxonomy's category and texts put back, whole ones (and rows written before) as they are."""
+    if isinstance(value, str | bytes):
+        value = orjson.loads(value)
+    if not isinstance(value, list):
+        return value
+    return [_expand_reason(r) for r in value]
+
+
 def _copy_line_of_row(row: dict[str, Any], sets: set[str]) -> bytes:
     """A ``COPY`` text line from a row dict (a row read back from a spill file)."""
     head = "\t".join(_text(row.get(c)) for c in _COPY_COLUMNS[:15])
     features = compact_features(row["features"], sets)
-    return b"\t".join((head.encode(), _json_field(row["reasons"]), _json_field(features),
+    return b"\t".join((head.encode(), _json_field(compact_reasons(row["reasons"])), _json_field(features),
                        _json_field(row["event"]), _text(row.get("truth")).encode())) + b"\n"
 
 
@@ -180,7 +264,7 @@ def _copy_line(item: Item | dict[str, Any], sets: set[str]) -> bytes:
                       str(decision.score), decision.policy,
                       "\\N" if decision.degraded is None else decision.degraded))
     features = _json_field(compact_features(decision.features, sets))
-    return b"".join((head.encode(), b"\t", _json_field(decision.reasons), b"\t", features,
+    return b"".join((head.encode(), b"\t", _json_field(compact_reasons(decision.reasons)), b"\t", features,
                      b"\t", _json_field(event), b"\t", b"\\N" if truth is None else truth.encode(), b"\n"))
 
 
@@ -189,8 +273,9 @@ def _as_row(item: Item | dict[str, Any]) -> dict[str, Any]:
 
 
 def _stored_row(item: Item | dict[str, Any], sets: set[str]) -> dict[str, Any]:
-    """The row as inserted: features compact (their set's id added to ``sets``)."""
+    """The row as inserted: reasons and features compact (the features' set id added to ``sets``)."""
     row = dict(_as_row(item))
+    row["reasons"] = compact_reasons(row["reasons"])
     row["features"] = compact_features(row["features"], sets)
     return row
 
@@ -509,6 +594,8 @@ class DecisionPage:
 
 def _row_dict(row: Any, conn: Any) -> dict[str, Any]:
     out = dict(row._mapping)
+    if "reasons" in out:
+        out["reasons"] = expand_reasons(out["reasons"])
     if "features" in out:
         out["features"] = expand_features(out["features"], conn)
     return out
@@ -592,6 +679,7 @@ def iter_decisions(db: Database, tenant: str = DEFAULT_TENANT, since: int | None
         result = conn.execution_options(yield_per=yield_per).execute(query)
         for row in result:
             out = dict(row._mapping)
+            out["reasons"] = expand_reasons(out["reasons"])
             try:
                 out["features"] = expand_features(out["features"])
             except ValueError:  # a set this process has not seen: read it on a connection of its own
